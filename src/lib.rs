@@ -4,4 +4,10 @@
 //! code; `main.rs` only parses the command line and calls into `cli`.
 //! Data flows source → verify → normalize (extract) → store → dispatch.
 
+pub mod config;
+pub mod extract;
+pub mod provider;
+pub mod secret;
+pub mod store;
+pub mod timefmt;
 pub mod verify;

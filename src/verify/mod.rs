@@ -111,9 +111,18 @@ impl Scheme {
         _now: i64,
         _tolerance: Duration,
     ) -> Result<Verified, Rejection> {
-        Ok(Verified { key_index: 0, variant: "none" })
+        Ok(Verified {
+            key_index: 0,
+            variant: "none",
+        })
     }
-    pub fn sign(&self, _key: &Key, _body: &[u8], _now: i64, _id: &str) -> Vec<(HeaderName, HeaderValue)> {
+    pub fn sign(
+        &self,
+        _key: &Key,
+        _body: &[u8],
+        _now: i64,
+        _id: &str,
+    ) -> Vec<(HeaderName, HeaderValue)> {
         Vec::new()
     }
     pub fn requires_secret(&self) -> bool {

@@ -1,0 +1,289 @@
+//! Normalization: pulling the event id, type and time out of a request.
+//!
+//! Each of `id`, `type`, `time` is an ordered list of extractors; the first
+//! that yields a value wins. Providers give presets; generic sources write
+//! their own lists. A type alias table maps provider spellings onto the
+//! names handlers are configured with (LinkUp emits `message` for what its
+//! subscription filter calls `message_received`).
+
+use std::collections::BTreeMap;
+
+use http::HeaderMap;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::timefmt;
+
+/// One way to find a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Extractor {
+    /// RFC 6901 pointer into the JSON body.
+    Json(String),
+    Header(http::HeaderName),
+    Const(String),
+    /// SHA-256 of the raw body (ids only); marks the id as synthetic.
+    Hash,
+    /// The receive time (time only).
+    Now,
+}
+
+impl Extractor {
+    /// Parses `json:/a/b`, `header:Name`, `const:x`, `hash`, `now`.
+    pub fn parse(s: &str) -> Result<Extractor, String> {
+        if let Some(p) = s.strip_prefix("json:") {
+            if !p.is_empty() && !p.starts_with('/') {
+                return Err(format!(
+                    "{s:?}: a JSON pointer starts with '/' (RFC 6901), e.g. \"json:/data/id\""
+                ));
+            }
+            return Ok(Extractor::Json(p.to_string()));
+        }
+        if let Some(h) = s.strip_prefix("header:") {
+            return http::HeaderName::from_bytes(h.trim().as_bytes())
+                .map(Extractor::Header)
+                .map_err(|_| format!("{s:?}: {h:?} is not a valid header name"));
+        }
+        if let Some(c) = s.strip_prefix("const:") {
+            return Ok(Extractor::Const(c.to_string()));
+        }
+        match s {
+            "hash" => Ok(Extractor::Hash),
+            "now" => Ok(Extractor::Now),
+            _ => Err(format!(
+                "{s:?} is not an extractor; use json:/pointer, header:Name, const:value, hash or now"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Extractor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Extractor::Json(p) => write!(f, "json:{p}"),
+            Extractor::Header(h) => write!(f, "header:{h}"),
+            Extractor::Const(c) => write!(f, "const:{c}"),
+            Extractor::Hash => f.write_str("hash"),
+            Extractor::Now => f.write_str("now"),
+        }
+    }
+}
+
+/// The extractor lists of one source.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExtractSpec {
+    pub id: Vec<Extractor>,
+    pub ty: Vec<Extractor>,
+    pub time: Vec<Extractor>,
+}
+
+/// What normalization found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Extracted {
+    pub event_id: String,
+    /// True when the id was made up (hash of the body), not given by the provider.
+    pub id_synthetic: bool,
+    /// The normalized (aliased) type handlers match on.
+    pub event_type: String,
+    /// The type exactly as the provider sent it.
+    pub type_raw: String,
+    pub occurred_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    #[error("no event id found (tried {0})")]
+    NoId(String),
+    #[error("no event type found (tried {0})")]
+    NoType(String),
+}
+
+impl ExtractError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ExtractError::NoId(_) => "no_event_id",
+            ExtractError::NoType(_) => "no_event_type",
+        }
+    }
+}
+
+/// The request as extraction sees it. `json` is the parsed body, if it parsed.
+pub struct Input<'a> {
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    pub json: Option<&'a Value>,
+    pub received_at: i64,
+}
+
+impl ExtractSpec {
+    pub fn extract(
+        &self,
+        input: &Input<'_>,
+        aliases: &BTreeMap<String, String>,
+    ) -> Result<Extracted, ExtractError> {
+        let (event_id, id_synthetic) = self
+            .id
+            .iter()
+            .find_map(|e| match e {
+                Extractor::Hash => Some((
+                    format!("sha256:{}", hex::encode(Sha256::digest(input.body))),
+                    true,
+                )),
+                other => text_value(other, input).map(|v| (v, false)),
+            })
+            .ok_or_else(|| ExtractError::NoId(list(&self.id)))?;
+        let type_raw = self
+            .ty
+            .iter()
+            .find_map(|e| text_value(e, input))
+            .ok_or_else(|| ExtractError::NoType(list(&self.ty)))?;
+        let event_type = aliases
+            .get(&type_raw)
+            .cloned()
+            .unwrap_or_else(|| type_raw.clone());
+        let occurred_at = self.time.iter().find_map(|e| time_value(e, input));
+        Ok(Extracted {
+            event_id,
+            id_synthetic,
+            event_type,
+            type_raw,
+            occurred_at,
+        })
+    }
+}
+
+fn list(es: &[Extractor]) -> String {
+    if es.is_empty() {
+        return "no extractors configured".to_string();
+    }
+    es.iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Longest id or type hookd accepts; longer values are not ids.
+const MAX_TEXT: usize = 512;
+
+fn text_value(e: &Extractor, input: &Input<'_>) -> Option<String> {
+    let v = match e {
+        Extractor::Json(p) => match input.json?.pointer(p)? {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        },
+        Extractor::Header(h) => input.headers.get(h)?.to_str().ok()?.trim().to_string(),
+        Extractor::Const(c) => c.clone(),
+        Extractor::Hash | Extractor::Now => return None,
+    };
+    (!v.is_empty() && v.len() <= MAX_TEXT && !v.chars().any(char::is_control)).then_some(v)
+}
+
+fn time_value(e: &Extractor, input: &Input<'_>) -> Option<i64> {
+    match e {
+        Extractor::Now => Some(input.received_at),
+        Extractor::Json(p) => match input.json?.pointer(p)? {
+            Value::String(s) => timefmt::parse_lenient(s),
+            Value::Number(n) => timefmt::parse_unix(n.as_i64()?),
+            _ => None,
+        },
+        other => timefmt::parse_lenient(&text_value(other, input)?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &[&str], ty: &[&str], time: &[&str]) -> ExtractSpec {
+        let p = |v: &[&str]| v.iter().map(|s| Extractor::parse(s).unwrap()).collect();
+        ExtractSpec {
+            id: p(id),
+            ty: p(ty),
+            time: p(time),
+        }
+    }
+
+    fn run(s: &ExtractSpec, headers: &HeaderMap, body: &str) -> Result<Extracted, ExtractError> {
+        let json: Option<Value> = serde_json::from_str(body).ok();
+        let aliases = BTreeMap::from([("message".to_string(), "message_received".to_string())]);
+        s.extract(
+            &Input {
+                headers,
+                body: body.as_bytes(),
+                json: json.as_ref(),
+                received_at: 42,
+            },
+            &aliases,
+        )
+    }
+
+    #[test]
+    fn first_extractor_that_yields_wins() {
+        let s = spec(
+            &["json:/missing", "json:/event_id", "hash"],
+            &["json:/event/type"],
+            &["json:/ts", "now"],
+        );
+        let e = run(
+            &s,
+            &HeaderMap::new(),
+            r#"{"event_id":"e1","event":{"type":"message"},"ts":"2025-05-21T21:30:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.event_id, "e1");
+        assert!(!e.id_synthetic);
+        assert_eq!(e.event_type, "message_received");
+        assert_eq!(e.type_raw, "message");
+        assert_eq!(e.occurred_at, Some(1_747_863_000_000_000));
+    }
+
+    #[test]
+    fn hash_and_headers() {
+        let s = spec(&["json:/id", "hash"], &["header:X-GitHub-Event"], &["now"]);
+        let mut h = HeaderMap::new();
+        h.insert("x-github-event", "push".parse().unwrap());
+        let e = run(&s, &h, "not json").unwrap();
+        assert!(e.id_synthetic);
+        assert_eq!(
+            e.event_id,
+            format!("sha256:{}", hex::encode(Sha256::digest(b"not json")))
+        );
+        assert_eq!(e.event_type, "push");
+        assert_eq!(e.occurred_at, Some(42));
+    }
+
+    #[test]
+    fn numbers_consts_and_failures() {
+        let s = spec(&["json:/id"], &["const:ping"], &["json:/created"]);
+        let e = run(&s, &HeaderMap::new(), r#"{"id":123,"created":1700000000}"#).unwrap();
+        assert_eq!(
+            (e.event_id.as_str(), e.event_type.as_str()),
+            ("123", "ping")
+        );
+        assert_eq!(e.occurred_at, Some(1_700_000_000_000_000));
+        let err = run(&s, &HeaderMap::new(), r#"{"id":{"nested":1}}"#).unwrap_err();
+        assert_eq!(err.to_string(), "no event id found (tried json:/id)");
+        let s = spec(&["hash"], &["json:/type"], &[]);
+        assert_eq!(
+            run(&s, &HeaderMap::new(), r#"{"type":""}"#)
+                .unwrap_err()
+                .code(),
+            "no_event_type"
+        );
+    }
+
+    #[test]
+    fn parse_errors_are_readable() {
+        assert!(
+            Extractor::parse("json:data/id")
+                .unwrap_err()
+                .contains("RFC 6901")
+        );
+        assert!(Extractor::parse("header:bad name").is_err());
+        assert!(
+            Extractor::parse("body")
+                .unwrap_err()
+                .contains("json:/pointer")
+        );
+    }
+}

@@ -1,0 +1,460 @@
+//! Deliveries: one row per (event, handler), the durable dispatch queue.
+//!
+//! States: `pending` (never tried, or handed back), `running` (claimed by
+//! the dispatcher), `failed` (last attempt failed, retry at
+//! `next_attempt_at`), `succeeded`, `dead` (attempts used up). Every attempt
+//! is kept in `attempts` with its outcome and captured output. Claiming
+//! bumps the attempt counter in the same statement that marks the row
+//! running, so a run interrupted by a crash shows up as attempt > 1.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::Result;
+use crate::timefmt;
+
+pub const PENDING: &str = "pending";
+pub const RUNNING: &str = "running";
+pub const FAILED: &str = "failed";
+pub const SUCCEEDED: &str = "succeeded";
+pub const DEAD: &str = "dead";
+pub const STATUSES: [&str; 5] = [PENDING, RUNNING, FAILED, SUCCEEDED, DEAD];
+
+/// Creates a pending delivery per handler for a freshly stored event.
+pub fn create(conn: &Connection, event: i64, handlers: &[String], now: i64) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO deliveries (event, handler, status, next_attempt_at, updated_at)
+         VALUES (?1, ?2, 'pending', ?3, ?3)",
+    )?;
+    for h in handlers {
+        stmt.execute(params![event, h, now])?;
+    }
+    Ok(())
+}
+
+/// A claimed delivery with what the handler needs to see.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub delivery: i64,
+    pub handler: String,
+    pub attempt: u32,
+    pub replay: bool,
+    pub event: i64,
+    pub event_id: String,
+    pub source: String,
+    pub provider: String,
+    pub event_type: String,
+    pub occurred_at: Option<i64>,
+    pub received_at: i64,
+    pub body: Vec<u8>,
+}
+
+/// Marks up to `limit` due deliveries of `handler` running and returns them,
+/// oldest due first.
+pub fn claim_due(conn: &Connection, handler: &str, now: i64, limit: usize) -> Result<Vec<Claimed>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE deliveries SET status = 'running', attempts = attempts + 1, updated_at = ?2
+         WHERE id IN (SELECT id FROM deliveries
+                      WHERE handler = ?1 AND status IN ('pending', 'failed') AND next_attempt_at <= ?2
+                      ORDER BY next_attempt_at, id LIMIT ?3)
+         RETURNING id",
+    )?;
+    let ids = stmt
+        .query_map(params![handler, now, limit as i64], |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut load = conn.prepare_cached(
+        "SELECT d.id, d.handler, d.attempts, d.replay, e.id, e.event_id, e.source, e.provider,
+                e.type, e.occurred_at, e.received_at, e.body
+         FROM deliveries d JOIN events e ON e.id = d.event WHERE d.id = ?1",
+    )?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(load.query_row([id], claimed_row)?);
+    }
+    out.sort_by_key(|c| c.delivery);
+    Ok(out)
+}
+
+fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
+    Ok(Claimed {
+        delivery: r.get(0)?,
+        handler: r.get(1)?,
+        attempt: r.get(2)?,
+        replay: r.get(3)?,
+        event: r.get(4)?,
+        event_id: r.get(5)?,
+        source: r.get(6)?,
+        provider: r.get(7)?,
+        event_type: r.get(8)?,
+        occurred_at: r.get(9)?,
+        received_at: r.get(10)?,
+        body: r.get(11)?,
+    })
+}
+
+/// One finished (or abandoned) attempt, as stored.
+#[derive(Clone, Debug, Default)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub replay: bool,
+    pub started_at: i64,
+    pub duration_us: i64,
+    /// `ok`, `exit`, `signal`, `timeout`, `spawn_error`, `nack`, `interrupted`.
+    pub outcome: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// Readable summary, kept as the delivery's `last_error` on failure.
+    pub summary: String,
+}
+
+/// What happens to the delivery after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    Succeeded,
+    RetryAt(i64),
+    Dead,
+    /// Not the handler's fault (shutdown): back to pending, due now.
+    HandBack,
+}
+
+/// Records an attempt and moves the delivery on.
+pub fn finish(
+    conn: &Connection,
+    delivery: i64,
+    a: &AttemptRecord,
+    next: Next,
+    now: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO attempts (delivery, attempt, replay, started_at, duration_us, outcome, exit_code,
+                               signal, stdout, stderr, stdout_truncated, stderr_truncated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        delivery,
+        a.attempt,
+        a.replay,
+        a.started_at,
+        a.duration_us,
+        a.outcome,
+        a.exit_code,
+        a.signal,
+        a.stdout,
+        a.stderr,
+        a.stdout_truncated,
+        a.stderr_truncated
+    ])?;
+    let (status, at, err) = match next {
+        Next::Succeeded => (SUCCEEDED, now, None),
+        Next::RetryAt(t) => (FAILED, t, Some(a.summary.as_str())),
+        Next::Dead => (DEAD, now, Some(a.summary.as_str())),
+        Next::HandBack => (PENDING, now, Some(a.summary.as_str())),
+    };
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5
+         WHERE id = ?1",
+    )?
+    .execute(params![delivery, status, at, err, now])?;
+    Ok(())
+}
+
+/// At start-up: runs that were in flight when the daemon stopped are
+/// recorded as interrupted attempts and become due again.
+pub fn recover_running(conn: &Connection, now: i64) -> Result<usize> {
+    conn.execute(
+        "INSERT INTO attempts (delivery, attempt, replay, started_at, duration_us, outcome)
+         SELECT id, attempts, replay, updated_at, ?1 - updated_at, 'interrupted'
+         FROM deliveries WHERE status = 'running'",
+        [now],
+    )?;
+    Ok(conn.execute(
+        "UPDATE deliveries SET status = 'failed', next_attempt_at = ?1, updated_at = ?1,
+                last_error = 'interrupted: hookd stopped while the handler ran'
+         WHERE status = 'running'",
+        [now],
+    )?)
+}
+
+/// Puts one (event, handler) back in the queue as a replay, creating the
+/// delivery if the handler never had it. A running delivery is left alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requeued {
+    Queued,
+    AlreadyRunning,
+}
+
+pub fn requeue(conn: &Connection, event: i64, handler: &str, now: i64) -> Result<Requeued> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM deliveries WHERE event = ?1 AND handler = ?2")?
+        .query_row(params![event, handler], |r| r.get(0))
+        .optional()?;
+    match status.as_deref() {
+        Some(RUNNING) => return Ok(Requeued::AlreadyRunning),
+        Some(_) => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, replay = 1, next_attempt_at = ?3,
+                        updated_at = ?3, last_error = NULL
+                 WHERE event = ?1 AND handler = ?2",
+            )?
+            .execute(params![event, handler, now])?;
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO deliveries (event, handler, status, replay, next_attempt_at, updated_at)
+                 VALUES (?1, ?2, 'pending', 1, ?3, ?3)",
+            )?
+            .execute(params![event, handler, now])?;
+            conn.prepare_cached("UPDATE events SET routed = routed + 1 WHERE id = ?1")?
+                .execute([event])?;
+        }
+    }
+    Ok(Requeued::Queued)
+}
+
+/// The earliest time any queued delivery becomes due, if any is queued.
+pub fn next_due(conn: &Connection) -> Result<Option<i64>> {
+    Ok(conn.query_row(
+        "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'failed')",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Queue depth and the age of its oldest entry (for metrics and status).
+pub fn queue_depth(conn: &Connection, now: i64) -> Result<(i64, i64)> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*), COALESCE(?1 - MIN(d.updated_at), 0) FROM deliveries d
+         WHERE d.status IN ('pending', 'failed', 'running')",
+        [now],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
+}
+
+/// One delivery as listed (`hookd deliveries`). Field names are the `--json` contract.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub event: i64,
+    pub event_id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub handler: String,
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    pub replay: bool,
+    pub last_error: Option<String>,
+    pub updated_at: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryFilter {
+    pub handler: Option<String>,
+    pub status: Option<String>,
+    pub source: Option<String>,
+    pub since: Option<i64>,
+    pub event: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+pub fn list(conn: &Connection, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.id, d.event, e.event_id, e.source, e.type, d.handler, d.status, d.attempts,
+                d.next_attempt_at, d.replay, d.last_error, d.updated_at
+         FROM deliveries d JOIN events e ON e.id = d.event
+         WHERE (?1 IS NULL OR d.handler = ?1) AND (?2 IS NULL OR d.status = ?2)
+           AND (?3 IS NULL OR e.source = ?3) AND (?4 IS NULL OR d.updated_at >= ?4)
+           AND (?5 IS NULL OR d.event = ?5)
+         ORDER BY d.id DESC LIMIT ?6",
+    )?;
+    let limit = f.limit.map(|l| l as i64).unwrap_or(-1);
+    let rows = stmt.query_map(
+        params![f.handler, f.status, f.source, f.since, f.event, limit],
+        |r| {
+            let status: String = r.get(6)?;
+            let waiting = status == PENDING || status == FAILED;
+            Ok(DeliveryRow {
+                id: r.get(0)?,
+                event: r.get(1)?,
+                event_id: r.get(2)?,
+                source: r.get(3)?,
+                event_type: r.get(4)?,
+                handler: r.get(5)?,
+                attempts: r.get(7)?,
+                next_attempt_at: waiting
+                    .then(|| r.get::<_, i64>(8).map(timefmt::format_micros))
+                    .transpose()?,
+                replay: r.get(9)?,
+                last_error: r.get(10)?,
+                updated_at: timefmt::format_micros(r.get(11)?),
+                status,
+            })
+        },
+    )?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// One stored attempt, for `hookd events show`.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttemptRow {
+    pub delivery: i64,
+    pub handler: String,
+    pub attempt: u32,
+    pub replay: bool,
+    pub started_at: String,
+    pub duration_ms: f64,
+    pub outcome: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+}
+
+pub fn attempts_for_event(conn: &Connection, event: i64) -> Result<Vec<AttemptRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.delivery, d.handler, a.attempt, a.replay, a.started_at, a.duration_us, a.outcome,
+                a.exit_code, a.signal, a.stdout, a.stderr, a.stdout_truncated, a.stderr_truncated
+         FROM attempts a JOIN deliveries d ON d.id = a.delivery
+         WHERE d.event = ?1 ORDER BY a.id",
+    )?;
+    let rows = stmt.query_map([event], |r| {
+        let text = |i: usize| -> rusqlite::Result<String> {
+            Ok(
+                String::from_utf8_lossy(&r.get::<_, Option<Vec<u8>>>(i)?.unwrap_or_default())
+                    .into_owned(),
+            )
+        };
+        Ok(AttemptRow {
+            delivery: r.get(0)?,
+            handler: r.get(1)?,
+            attempt: r.get(2)?,
+            replay: r.get(3)?,
+            started_at: timefmt::format_micros(r.get(4)?),
+            duration_ms: r.get::<_, i64>(5)? as f64 / 1000.0,
+            outcome: r.get(6)?,
+            exit_code: r.get(7)?,
+            signal: r.get(8)?,
+            stdout: text(9)?,
+            stderr: text(10)?,
+            stdout_truncated: r.get(11)?,
+            stderr_truncated: r.get(12)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// (event, handler) pairs of deliveries in `status`, optionally of one handler.
+pub fn pairs_with_status(
+    conn: &Connection,
+    status: &str,
+    handler: Option<&str>,
+) -> Result<Vec<(i64, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT event, handler FROM deliveries WHERE status = ?1 AND (?2 IS NULL OR handler = ?2)
+         ORDER BY event, handler",
+    )?;
+    let rows = stmt.query_map(params![status, handler], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::events::{self, Ingested};
+
+    fn db_with_event(handlers: &[&str]) -> (Connection, i64) {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "foreign_keys", true).unwrap();
+        crate::store::schema::migrate(&mut c).unwrap();
+        let e = events::tests::event("s", "e1", handlers);
+        let Ingested::Accepted { id, .. } = events::insert(&c, &e).unwrap() else {
+            panic!()
+        };
+        (c, id)
+    }
+
+    fn fail(attempt: u32) -> AttemptRecord {
+        AttemptRecord {
+            attempt,
+            outcome: "exit".into(),
+            exit_code: Some(1),
+            summary: "exit 1".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn claim_retry_and_die() {
+        let (c, ev) = db_with_event(&["h", "other"]);
+        let got = claim_due(&c, "h", 2_000, 10).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].attempt, got[0].event, got[0].event_id.as_str()),
+            (1, ev, "e1")
+        );
+        assert!(
+            claim_due(&c, "h", 2_000, 10).unwrap().is_empty(),
+            "running is not claimed twice"
+        );
+        finish(&c, got[0].delivery, &fail(1), Next::RetryAt(5_000), 2_100).unwrap();
+        assert!(
+            claim_due(&c, "h", 4_999, 10).unwrap().is_empty(),
+            "not due yet"
+        );
+        assert_eq!(
+            next_due(&c).unwrap(),
+            Some(1_000),
+            "the other handler's delivery is due"
+        );
+        let again = claim_due(&c, "h", 5_000, 10).unwrap();
+        assert_eq!(again[0].attempt, 2);
+        finish(&c, again[0].delivery, &fail(2), Next::Dead, 5_100).unwrap();
+        let rows = list(
+            &c,
+            &DeliveryFilter {
+                handler: Some("h".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((rows[0].status.as_str(), rows[0].attempts), (DEAD, 2));
+        assert_eq!(rows[0].last_error.as_deref(), Some("exit 1"));
+        assert_eq!(attempts_for_event(&c, ev).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn interrupted_runs_come_back_with_a_higher_attempt() {
+        let (c, _) = db_with_event(&["h"]);
+        claim_due(&c, "h", 2_000, 10).unwrap();
+        assert_eq!(recover_running(&c, 3_000).unwrap(), 1);
+        let again = claim_due(&c, "h", 3_000, 10).unwrap();
+        assert_eq!(again[0].attempt, 2);
+        let a = attempts_for_event(&c, again[0].event).unwrap();
+        assert_eq!(a[0].outcome, "interrupted");
+    }
+
+    #[test]
+    fn requeue_resets_and_creates() {
+        let (c, ev) = db_with_event(&["h"]);
+        let d = claim_due(&c, "h", 2_000, 1).unwrap().remove(0);
+        assert_eq!(
+            requeue(&c, ev, "h", 3_000).unwrap(),
+            Requeued::AlreadyRunning
+        );
+        finish(&c, d.delivery, &fail(1), Next::Dead, 2_500).unwrap();
+        assert_eq!(requeue(&c, ev, "h", 3_000).unwrap(), Requeued::Queued);
+        assert_eq!(requeue(&c, ev, "new", 3_000).unwrap(), Requeued::Queued);
+        let again = claim_due(&c, "h", 3_000, 1).unwrap().remove(0);
+        assert!(again.replay);
+        assert_eq!(again.attempt, 1);
+        assert_eq!(claim_due(&c, "new", 3_000, 1).unwrap().len(), 1);
+        assert_eq!(pairs_with_status(&c, RUNNING, None).unwrap().len(), 2);
+    }
+}

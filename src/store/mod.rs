@@ -1,0 +1,325 @@
+//! Durable state: one SQLite database in the state directory.
+//!
+//! All writes go through a single writer thread ([`writer`]) that commits
+//! concurrent requests together (group commit), so many pushes share one
+//! fsync and each is answered only after its own transaction committed.
+//! Reads use their own connections (WAL lets them run beside the writer).
+//! The CLI opens the same database directly; SQLite's locking makes that
+//! safe while the daemon runs.
+
+pub mod deliveries;
+pub mod events;
+pub mod rejected;
+pub mod schema;
+mod writer;
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use writer::WriterStats;
+
+/// Why the store could not do what was asked. Every variant means "not
+/// committed": the HTTP layer answers 503 for all of them.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is overloaded (write queue full)")]
+    Overloaded,
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the store is shut down")]
+    Closed,
+    #[error("database error: {0}")]
+    Failed(String),
+}
+
+impl StoreError {
+    /// Classifies a SQLite error: I/O, full disk, read-only and lock errors
+    /// are conditions that may pass (Unavailable); the rest are bugs or
+    /// corruption (Failed).
+    pub fn from_sqlite(e: rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode::*;
+        match e.sqlite_error_code() {
+            Some(
+                DiskFull
+                | SystemIoFailure
+                | ReadOnly
+                | CannotOpen
+                | DatabaseBusy
+                | DatabaseLocked
+                | FileLockingProtocolFailed,
+            ) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::from_sqlite(e)
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Options for opening the daemon's store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Jobs that may wait for the writer before new ones are refused.
+    pub queue: usize,
+    /// Most jobs committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            queue: 4096,
+            max_batch: 512,
+        }
+    }
+}
+
+/// The daemon's handle on the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: writer::Writer,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// Creates the state directory (0700) and the database file (0600) if needed.
+pub fn prepare_state_dir(state_dir: &Path) -> Result<PathBuf, String> {
+    if !state_dir.exists() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
+            .map_err(|e| {
+                format!(
+                    "cannot create the state directory {}: {e}",
+                    state_dir.display()
+                )
+            })?;
+    }
+    let meta = std::fs::metadata(state_dir).map_err(|e| {
+        format!(
+            "cannot use the state directory {}: {e}",
+            state_dir.display()
+        )
+    })?;
+    // Tighten a directory we own; leave one managed by someone else alone.
+    if meta.mode() & 0o077 != 0 && meta.uid() == effective_uid() {
+        let _ = std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let db = state_dir.join("hookd.db");
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&db)
+        .map_err(|e| format!("cannot create the database {}: {e}", db.display()))?;
+    Ok(db)
+}
+
+/// The effective uid (the owner of our own /proc entry).
+fn effective_uid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+/// Opens a connection with hookd's settings: WAL, synchronous=FULL, foreign keys.
+pub fn connect(path: &Path, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+    }
+    Ok(conn)
+}
+
+/// Opens (creating and migrating) the database in `state_dir`, for the CLI
+/// verbs that read or edit it directly.
+pub fn open_direct(state_dir: &Path) -> Result<Connection, String> {
+    let path = prepare_state_dir(state_dir)?;
+    let mut conn =
+        connect(&path, false).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens the database, applies migrations and starts the writer thread.
+    pub fn open(state_dir: &Path, opts: StoreOptions) -> Result<Store, String> {
+        let path = prepare_state_dir(state_dir)?;
+        let mut conn =
+            connect(&path, false).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        schema::migrate(&mut conn)?;
+        let writer = writer::Writer::start(conn, path.clone(), opts)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                writer,
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` inside the next group-committed transaction and returns its
+    /// result once the transaction is durable. An `Err` from `f` rolls back
+    /// only `f`'s own changes. Fails at once with `Overloaded` when the
+    /// queue is full.
+    pub async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.inner.writer.submit(f).await
+    }
+
+    /// Runs `f` on a read connection on the blocking pool.
+    pub async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|e| StoreError::Failed(format!("read task failed: {e}")))?
+    }
+
+    /// Like [`Store::read`], on the calling thread.
+    pub fn read_blocking<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        let pooled = self
+            .inner
+            .readers
+            .lock()
+            .map(|mut v| v.pop())
+            .unwrap_or(None);
+        let conn = match pooled {
+            Some(c) => c,
+            None => connect(&self.inner.path, true)?,
+        };
+        let out = f(&conn);
+        if let Ok(mut v) = self.inner.readers.lock()
+            && v.len() < 4
+        {
+            v.push(conn);
+        }
+        out
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        self.inner.writer.stats()
+    }
+
+    /// True when the writer can commit right now (for `/readyz`).
+    pub async fn healthy(&self) -> bool {
+        self.write(|c| {
+            c.execute_batch("SELECT 1")?;
+            Ok(())
+        })
+        .await
+        .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn creates_private_files_and_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = dir.path().join("state");
+        let store = Store::open(&sd, StoreOptions::default()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&sd), 0o700);
+        assert_eq!(mode(&sd.join("hookd.db")), 0o600);
+        let n = store
+            .write(|c| {
+                c.execute(
+                    "INSERT INTO cursors (source, cursor, updated_at) VALUES ('a', 'x', 1)",
+                    [],
+                )?;
+                Ok(c.changes())
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        let got: String = store
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT cursor FROM cursors WHERE source='a'", [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, "x");
+        for f in ["hookd.db-wal", "hookd.db-shm"] {
+            let p = sd.join(f);
+            if p.exists() {
+                assert_eq!(mode(&p), 0o600, "{f}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_rolls_back_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let ok = store.write(|c| {
+            c.execute(
+                "INSERT INTO cursors (source, cursor, updated_at) VALUES ('ok', '1', 1)",
+                [],
+            )?;
+            Ok(())
+        });
+        let bad = store.write(|c| {
+            c.execute(
+                "INSERT INTO cursors (source, cursor, updated_at) VALUES ('bad', '1', 1)",
+                [],
+            )?;
+            Err::<(), _>(StoreError::Failed("no".into()))
+        });
+        let (a, b) = tokio::join!(ok, bad);
+        assert!(a.is_ok() && b.is_err());
+        let n: i64 = store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM cursors", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test]
+    async fn removed_database_is_unavailable_not_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = dir.path().join("state");
+        let store = Store::open(&sd, StoreOptions::default()).unwrap();
+        std::fs::remove_dir_all(&sd).unwrap();
+        let r = store.write(|c| Ok(c.execute_batch("SELECT 1")?)).await;
+        assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    }
+}

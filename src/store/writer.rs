@@ -1,0 +1,222 @@
+//! The single writer thread and its group commit.
+//!
+//! Jobs arrive on a bounded queue. The thread takes one, then every job
+//! already waiting (up to `max_batch`), runs each inside its own savepoint
+//! of one `BEGIN IMMEDIATE … COMMIT`, and only after the commit returns
+//! tells each caller its result. So N concurrent pushes cost one fsync, and
+//! nobody hears "ok" for a change that is not on disk. If the commit fails,
+//! every job of the batch hears the error.
+//!
+//! Before each batch the writer checks that the database file it has open
+//! is still the one at its path: if the state directory was removed or
+//! replaced, SQLite would happily write into an unlinked file.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::{StoreError, StoreOptions};
+
+/// A unit of work: run against the open transaction, then hear the commit.
+trait Job: Send {
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Deliver>;
+    fn abort(self: Box<Self>, err: StoreError);
+}
+
+/// A job's result, held until the batch's commit is known.
+trait Deliver: Send {
+    fn deliver(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct ClosureJob<F, R> {
+    f: F,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+struct Held<R> {
+    result: Result<R, StoreError>,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<F, R> Job for ClosureJob<F, R>
+where
+    F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    R: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Deliver> {
+        let result = in_savepoint(conn, self.f);
+        Box::new(Held {
+            result,
+            reply: self.reply,
+        })
+    }
+    fn abort(self: Box<Self>, err: StoreError) {
+        let _ = self.reply.send(Err(err));
+    }
+}
+
+impl<R: Send> Deliver for Held<R> {
+    fn deliver(self: Box<Self>, commit: Result<(), StoreError>) {
+        let out = match commit {
+            Ok(()) => self.result,
+            Err(e) => Err(e),
+        };
+        let _ = self.reply.send(out);
+    }
+}
+
+/// Runs `f` so that its failure undoes only its own changes.
+fn in_savepoint<R>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(r) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(r)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+/// Counters for metrics and the benchmark.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriterStats {
+    pub commits: u64,
+    pub jobs: u64,
+    pub failed_commits: u64,
+    pub queued: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    jobs: AtomicU64,
+    failed_commits: AtomicU64,
+    queued: AtomicU64,
+}
+
+pub(super) struct Writer {
+    tx: SyncSender<Box<dyn Job>>,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    pub fn start(conn: Connection, path: PathBuf, opts: StoreOptions) -> Result<Writer, String> {
+        let identity = file_identity(&path)
+            .ok_or_else(|| format!("cannot stat the database {}", path.display()))?;
+        let (tx, rx) = sync_channel::<Box<dyn Job>>(opts.queue.max(1));
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let max_batch = opts.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("hookd-writer".into())
+            .spawn(move || run(conn, path, identity, rx, max_batch, c))
+            .map_err(|e| format!("cannot start the writer thread: {e}"))?;
+        Ok(Writer { tx, counters })
+    }
+
+    pub async fn submit<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send(Box::new(ClosureJob { f, reply })) {
+            Ok(()) => {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_)) => return Err(StoreError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
+        }
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        let c = &self.counters;
+        WriterStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            jobs: c.jobs.load(Ordering::Relaxed),
+            failed_commits: c.failed_commits.load(Ordering::Relaxed),
+            queued: c.queued.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+fn run(
+    conn: Connection,
+    path: PathBuf,
+    identity: (u64, u64),
+    rx: Receiver<Box<dyn Job>>,
+    max_batch: usize,
+    counters: Arc<Counters>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len() as u64;
+        counters.queued.fetch_sub(n, Ordering::Relaxed);
+        counters.jobs.fetch_add(n, Ordering::Relaxed);
+        if file_identity(&path) != Some(identity) {
+            counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+            let err = StoreError::Unavailable(format!(
+                "the database file {} was removed or replaced",
+                path.display()
+            ));
+            batch.into_iter().for_each(|j| j.abort(err.clone()));
+            continue;
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+            let err = StoreError::from_sqlite(e);
+            batch.into_iter().for_each(|j| j.abort(err.clone()));
+            continue;
+        }
+        let mut held: Vec<Box<dyn Deliver>> = Vec::with_capacity(batch.len());
+        let mut jobs = batch.into_iter();
+        // SQLite rolls the whole transaction back by itself on some errors
+        // (full disk, I/O). Then the open transaction is gone: a later
+        // savepoint would start and commit on its own, and earlier jobs'
+        // changes would be lost while they report success. Stop there.
+        while !conn.is_autocommit() {
+            let Some(job) = jobs.next() else { break };
+            held.push(job.run(&conn));
+        }
+        let rolled_back =
+            StoreError::Unavailable("the transaction was rolled back by SQLite".into());
+        let commit = if conn.is_autocommit() {
+            jobs.for_each(|j| j.abort(rolled_back.clone()));
+            Err(rolled_back)
+        } else {
+            conn.execute_batch("COMMIT")
+                .map_err(StoreError::from_sqlite)
+        };
+        if commit.is_err() {
+            counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+            let _ = conn.execute_batch("ROLLBACK");
+        } else {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        for h in held {
+            h.deliver(commit.clone());
+        }
+    }
+}
