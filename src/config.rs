@@ -129,6 +129,8 @@ pub struct SourceConfig {
     /// MAC keys derived from `secrets`, same order.
     pub keys: Vec<Key>,
     pub insecure: bool,
+    /// Headers never stored because they carry the secret (the `token` scheme's).
+    pub redact_headers: Vec<http::HeaderName>,
     pub tolerance: Duration,
     pub extract: ExtractSpec,
     pub type_aliases: BTreeMap<String, String>,
@@ -678,6 +680,10 @@ impl Validator {
         let scheme = Scheme::from_config(&sig_cfg)
             .map_err(|e| (p.key("signature").key(e.key), e.message))?;
         let insecure = r.insecure.unwrap_or(false);
+        let redact_headers = match (sig_cfg.scheme.as_str(), &sig_cfg.header) {
+            ("token", Some(h)) => http::HeaderName::from_bytes(h.as_bytes()).into_iter().collect(),
+            _ => Vec::new(),
+        };
         // Pull sources are authenticated by our own API call; push needs a signature.
         if scheme.name() == "none" && mode == Mode::Push && !insecure {
             return Err((p.key("signature").key("scheme"), "scheme \"none\" accepts anyone's requests; set insecure = true on the source to allow it".into()));
@@ -752,6 +758,7 @@ impl Validator {
             secrets,
             keys,
             insecure,
+            redact_headers,
             tolerance: dur(
                 &p.key("tolerance"),
                 r.tolerance.as_deref(),

@@ -1,0 +1,191 @@
+//! The common path of every event: verify → normalize → route → commit.
+//!
+//! Nothing here answers a provider before the store has committed the event
+//! (and the deliveries for its handlers) in one transaction. Refusals are
+//! classified the way SPEC §4 answers them, and 401/422 refusals are
+//! recorded for `hookd rejected` without delaying the answer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::config::SourceConfig;
+use crate::extract::{ExtractError, Input};
+use crate::metrics::SharedMetrics;
+use crate::runtime::{Runtime, SharedRuntime};
+use crate::store::events::{self, Ingested, NewEvent};
+use crate::store::rejected::{self, NewRejection};
+use crate::store::{Store, StoreError};
+use crate::timefmt;
+use crate::verify::{Rejection, Request};
+
+/// One request as it arrived.
+pub struct Inbound {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub remote: Option<String>,
+    pub started: Instant,
+    pub received_at: i64,
+}
+
+/// A committed answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Accepted { id: i64 },
+    Duplicate { id: i64 },
+}
+
+/// Why an event was not stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 401: signature or timestamp.
+    Unauthorized(Rejection),
+    /// 422: no id or type.
+    Unprocessable(ExtractError),
+    /// 503: not committed; the provider should retry.
+    Unavailable(StoreError),
+}
+
+/// Headers never stored: credentials, whatever the source.
+const SENSITIVE: [&str; 6] =
+    ["authorization", "proxy-authorization", "cookie", "x-api-key", "x-linq-integration-token", "linked-api-token"];
+
+/// Refusals being written at once; beyond this they are counted, not stored,
+/// so a flood of forged requests cannot crowd real events out of the writer.
+const REJECTION_WRITES: usize = 16;
+
+pub struct Ingest {
+    pub store: Store,
+    pub metrics: SharedMetrics,
+    pub runtime: SharedRuntime,
+    /// Woken after a commit that created deliveries.
+    pub wake: Arc<Notify>,
+    rejection_slots: Arc<Semaphore>,
+}
+
+impl Ingest {
+    pub fn new(store: Store, metrics: SharedMetrics, runtime: SharedRuntime, wake: Arc<Notify>) -> Ingest {
+        Ingest { store, metrics, runtime, wake, rejection_slots: Arc::new(Semaphore::new(REJECTION_WRITES)) }
+    }
+
+    /// Verifies, normalizes and commits one pushed request.
+    pub async fn push(&self, rt: &Runtime, source: usize, inbound: Inbound) -> Result<Stored, Refusal> {
+        let src = &rt.config.sources[source];
+        self.metrics.received(&src.name);
+        let now_s = inbound.received_at / 1_000_000;
+        let verified = src
+            .scheme
+            .verify(&Request { headers: &inbound.headers, body: &inbound.body }, rt.keys(source), now_s, src.tolerance)
+            .map_err(|r| {
+                self.refused(src, &inbound, 401, r.code(), &r.to_string());
+                Refusal::Unauthorized(r)
+            })?;
+        let verified = format!("{}/{} key {}", src.scheme.name(), verified.variant, verified.key_index);
+        let event = self.normalize(rt, src, &inbound, verified).map_err(|e| {
+            self.refused(src, &inbound, 422, e.code(), &e.to_string());
+            Refusal::Unprocessable(e)
+        })?;
+        self.commit(src, event, inbound.started).await
+    }
+
+    /// Builds the row to store: extraction, aliases, routing, kept headers.
+    pub fn normalize(
+        &self,
+        rt: &Runtime,
+        src: &SourceConfig,
+        inbound: &Inbound,
+        verified: String,
+    ) -> Result<NewEvent, ExtractError> {
+        let json: Option<serde_json::Value> = serde_json::from_slice(&inbound.body).ok();
+        let found = src.extract.extract(
+            &Input { headers: &inbound.headers, body: &inbound.body, json: json.as_ref(), received_at: inbound.received_at },
+            &src.type_aliases,
+        )?;
+        Ok(NewEvent {
+            source: src.name.clone(),
+            provider: src.provider.name().to_string(),
+            handlers: rt.config.route(&src.name, &found.event_type),
+            event_id: found.event_id,
+            id_synthetic: found.id_synthetic,
+            event_type: found.event_type,
+            type_raw: found.type_raw,
+            occurred_at: found.occurred_at,
+            received_at: inbound.received_at,
+            headers: kept_headers(&inbound.headers, src),
+            body: inbound.body.clone(),
+            verified,
+        })
+    }
+
+    /// Commits one event; answers only once it is durable.
+    pub async fn commit(&self, src: &SourceConfig, event: NewEvent, started: Instant) -> Result<Stored, Refusal> {
+        let routed = !event.handlers.is_empty();
+        let result = self.store.write(move |c| events::insert(c, &event)).await;
+        let latency = started.elapsed().as_secs_f64();
+        match result {
+            Ok(Ingested::Accepted { id, .. }) => {
+                self.metrics.accepted(&src.name, latency);
+                if routed {
+                    self.wake.notify_one();
+                }
+                Ok(Stored::Accepted { id })
+            }
+            Ok(Ingested::Duplicate { id }) => {
+                self.metrics.duplicate(&src.name, latency);
+                Ok(Stored::Duplicate { id })
+            }
+            Err(e) => {
+                self.metrics.rejected(&src.name, "store_unavailable");
+                tracing::warn!(source = %src.name, "event not stored, answering 503: {e}");
+                Err(Refusal::Unavailable(e))
+            }
+        }
+    }
+
+    /// Counts a refusal and records it in the background (bounded).
+    fn refused(&self, src: &SourceConfig, inbound: &Inbound, status: u16, code: &str, reason: &str) {
+        self.metrics.rejected(&src.name, code);
+        tracing::info!(source = %src.name, status, code, "refused: {reason}");
+        let Ok(permit) = self.rejection_slots.clone().try_acquire_owned() else {
+            return;
+        };
+        let row = NewRejection {
+            source: Some(src.name.clone()),
+            path: inbound.path.clone(),
+            status,
+            reason: reason.to_string(),
+            code: code.to_string(),
+            received_at: inbound.received_at,
+            remote: inbound.remote.clone(),
+            headers: kept_headers(&inbound.headers, src),
+            body: inbound.body[..inbound.body.len().min(rejected::BODY_KEEP)].to_vec(),
+        };
+        let keep = self.runtime.load().config.daemon.rejected_keep;
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = store.write(move |c| rejected::insert(c, &row, keep)).await {
+                tracing::debug!("could not record a refused request: {e}");
+            }
+        });
+    }
+}
+
+/// The request headers worth storing: everything but credentials and the
+/// source's own shared-token header.
+pub fn kept_headers(headers: &HeaderMap, src: &SourceConfig) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| !SENSITIVE.contains(&k.as_str()) && !src.redact_headers.contains(k))
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect()
+}
+
+/// Microseconds since the epoch, for `Inbound::received_at`.
+pub fn now() -> i64 {
+    timefmt::now_micros()
+}
