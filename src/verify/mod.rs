@@ -6,11 +6,30 @@
 //! turned into MAC keys once (`Scheme::derive_key`), and then every request
 //! is checked with `Scheme::verify`. `Scheme::sign` produces the headers the
 //! provider would send; `hookd send-test` and the test simulators use it.
+//!
+//! This file holds the public types and dispatches to one module per scheme.
 
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use zeroize::Zeroizing;
+
+mod canonical_json;
+mod config;
+mod headers;
+mod hmac_template;
+mod linq;
+mod mac;
+mod presets;
+mod standard_webhooks;
+mod stripe;
+mod token;
+
+#[cfg(test)]
+mod tests;
+
+pub use hmac_template::{HmacScheme, Segment, Template};
+pub use mac::{Algo, Encoding};
 
 /// The `signature = { … }` table of a `[[source]]`, as written in the config.
 #[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize, PartialEq)]
@@ -30,12 +49,53 @@ pub struct SignatureConfig {
 /// A verification scheme, ready to use.
 #[derive(Clone, Debug)]
 pub enum Scheme {
+    /// Standard Webhooks / Svix: `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature: v1,<base64> …` over `{id}.{timestamp}.{body}`.
+    StandardWebhooks,
+    /// Stripe: `Stripe-Signature: t=…,v1=<hex>…` over `{t}.{body}`.
+    Stripe { header: HeaderName },
+    /// Generic HMAC over a configurable template (GitHub, Slack, Shopify, …).
+    Hmac(HmacScheme),
+    /// LinkUp: `X-Linkup-Signature: v1=<hex>` over `{timestamp}.{body}`.
+    Linkup,
+    /// Linked API: `linked-api-signature: <hex>` over `{timestamp}.{body}`.
+    LinkedApi,
+    /// Linq: Standard Webhooks, or the legacy `X-Webhook-Signature` variants.
+    Linq { canonical_json: bool },
+    /// A shared token carried verbatim (after an optional prefix) in a header.
+    Token {
+        header: HeaderName,
+        prefix: Option<String>,
+    },
+    /// No verification at all (the config loader demands `insecure = true`).
     None,
 }
 
 /// A MAC key (or shared token) derived from one configured secret.
+///
+/// `bytes` is the key the scheme MACs with (or the token). `whsec` is only
+/// set for linq when the secret is a `whsec_…` Standard Webhooks secret: it
+/// holds the decoded key for the Standard Webhooks variant, while `bytes`
+/// keeps the secret text for the legacy variants.
 #[derive(Clone)]
-pub struct Key(Zeroizing<Vec<u8>>);
+pub struct Key {
+    bytes: Zeroizing<Vec<u8>>,
+    whsec: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl Key {
+    fn new(bytes: Vec<u8>) -> Key {
+        Key {
+            bytes: Zeroizing::new(bytes),
+            whsec: None,
+        }
+    }
+
+    /// The MAC key (or token) bytes.
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.as_slice()
+    }
+}
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,37 +155,111 @@ pub struct SchemeError {
 }
 
 impl Scheme {
-    pub fn from_config(_cfg: &SignatureConfig) -> Result<Scheme, SchemeError> {
-        Ok(Scheme::None)
+    /// Build and validate a scheme from its `signature` table.
+    pub fn from_config(cfg: &SignatureConfig) -> Result<Scheme, SchemeError> {
+        config::from_config(cfg)
     }
+
+    /// The scheme name as written in the config.
     pub fn name(&self) -> &'static str {
-        "none"
+        match self {
+            Scheme::StandardWebhooks => "standard-webhooks",
+            Scheme::Stripe { .. } => "stripe",
+            Scheme::Hmac(_) => "hmac",
+            Scheme::Linkup => "linkup",
+            Scheme::LinkedApi => "linkedapi",
+            Scheme::Linq { .. } => "linq",
+            Scheme::Token { .. } => "token",
+            Scheme::None => "none",
+        }
     }
+
+    /// Turn one configured secret into a key. The error never contains the
+    /// secret.
     pub fn derive_key(&self, secret: &[u8]) -> Result<Key, String> {
-        Ok(Key(Zeroizing::new(secret.to_vec())))
+        if !self.requires_secret() {
+            return Err("scheme `none` does not use a secret; remove it".to_string());
+        }
+        if secret.is_empty() {
+            return Err(format!("the secret for scheme `{}` is empty", self.name()));
+        }
+        let whsec_family = matches!(self, Scheme::Stripe { .. } | Scheme::Linq { .. });
+        if whsec_family && secret == b"whsec_" {
+            return Err(format!(
+                "the secret for scheme `{}` is only the `whsec_` prefix; paste the whole secret",
+                self.name()
+            ));
+        }
+        match self {
+            Scheme::StandardWebhooks => standard_webhooks::decode_secret(secret).map(Key::new),
+            Scheme::Linq { .. } => Ok(linq::derive_key(secret)),
+            Scheme::Token { .. } => token::derive_key(secret).map(Key::new),
+            _ => Ok(Key::new(secret.to_vec())),
+        }
     }
+
+    /// Check one request against every key; report which key matched.
     pub fn verify(
         &self,
-        _req: &Request<'_>,
-        _keys: &[Key],
-        _now: i64,
-        _tolerance: Duration,
+        req: &Request<'_>,
+        keys: &[Key],
+        now: i64,
+        tolerance: Duration,
     ) -> Result<Verified, Rejection> {
+        if !self.requires_secret() {
+            return Ok(Verified {
+                key_index: 0,
+                variant: "none",
+            });
+        }
+        if keys.is_empty() {
+            return Err(Rejection::NoKeys);
+        }
+        let key_index = match self {
+            Scheme::StandardWebhooks => {
+                standard_webhooks::verify(req, keys, Key::as_bytes, now, tolerance)?
+            }
+            Scheme::Stripe { header } => stripe::verify(header, req, keys, now, tolerance)?,
+            Scheme::Hmac(h) => h.verify(req, keys, now, tolerance)?,
+            Scheme::Linkup => presets::linkup().verify(req, keys, now, tolerance)?,
+            Scheme::LinkedApi => presets::linkedapi().verify(req, keys, now, tolerance)?,
+            Scheme::Linq { canonical_json } => {
+                return linq::verify(*canonical_json, req, keys, now, tolerance);
+            }
+            Scheme::Token { header, prefix } => {
+                token::verify(header, prefix.as_deref(), req, keys)?
+            }
+            Scheme::None => 0,
+        };
         Ok(Verified {
-            key_index: 0,
-            variant: "none",
+            key_index,
+            variant: self.name(),
         })
     }
+
+    /// The headers the provider would send for `body` at time `now`.
+    /// `id` is used by schemes that carry a message id.
     pub fn sign(
         &self,
-        _key: &Key,
-        _body: &[u8],
-        _now: i64,
-        _id: &str,
+        key: &Key,
+        body: &[u8],
+        now: i64,
+        id: &str,
     ) -> Vec<(HeaderName, HeaderValue)> {
-        Vec::new()
+        match self {
+            Scheme::StandardWebhooks => standard_webhooks::sign(&key.bytes, body, now, id),
+            Scheme::Stripe { header } => stripe::sign(header, &key.bytes, body, now),
+            Scheme::Hmac(h) => h.sign(&key.bytes, body, now, id),
+            Scheme::Linkup => presets::linkup().sign(&key.bytes, body, now, id),
+            Scheme::LinkedApi => presets::linkedapi().sign(&key.bytes, body, now, id),
+            Scheme::Linq { .. } => linq::sign(key, body, now, id),
+            Scheme::Token { header, prefix } => token::sign(header, prefix.as_deref(), &key.bytes),
+            Scheme::None => Vec::new(),
+        }
     }
+
+    /// Whether the scheme needs at least one secret (false only for `none`).
     pub fn requires_secret(&self) -> bool {
-        false
+        !matches!(self, Scheme::None)
     }
 }
