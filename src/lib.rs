@@ -5,3 +5,4 @@
 //! Data flows source → verify → normalize (extract) → store → dispatch.
 
 pub mod verify;
+pub mod dispatch;
