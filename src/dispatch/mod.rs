@@ -6,3 +6,4 @@
 //! capping behave the same for both kinds.
 
 pub mod child;
+pub mod exec;
