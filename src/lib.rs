@@ -4,5 +4,5 @@
 //! code; `main.rs` only parses the command line and calls into `cli`.
 //! Data flows source → verify → normalize (extract) → store → dispatch.
 
-pub mod verify;
 pub mod dispatch;
+pub mod verify;

@@ -42,7 +42,12 @@ fn pattern(len: usize) -> Vec<u8> {
 #[tokio::test]
 async fn exit_zero_succeeds() {
     let dir = TempDir::new().unwrap();
-    let out = run(&sh_spec(&dir, "echo hi; echo oops >&2"), vec![], CancellationToken::new()).await;
+    let out = run(
+        &sh_spec(&dir, "echo hi; echo oops >&2"),
+        vec![],
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(out.kind, ExitKind::Exited(0));
     assert!(out.succeeded());
     assert_eq!(out.stdout.bytes, b"hi\n");
@@ -63,7 +68,12 @@ async fn exit_code_is_reported() {
 #[tokio::test]
 async fn death_by_signal_is_reported() {
     let dir = TempDir::new().unwrap();
-    let out = run(&sh_spec(&dir, "kill -USR1 $$"), vec![], CancellationToken::new()).await;
+    let out = run(
+        &sh_spec(&dir, "kill -USR1 $$"),
+        vec![],
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(out.kind, ExitKind::Signaled(libc::SIGUSR1));
     assert_eq!(out.describe(), "killed by signal 10 (SIGUSR1)");
     assert!(!out.succeeded());
@@ -86,7 +96,11 @@ async fn missing_program_is_a_readable_spawn_failure() {
     ];
     for (command, want) in cases {
         let out = run(&spec(dir.path(), command), vec![], CancellationToken::new()).await;
-        assert!(matches!(out.kind, ExitKind::SpawnFailed(_)), "{:?}", out.kind);
+        assert!(
+            matches!(out.kind, ExitKind::SpawnFailed(_)),
+            "{:?}",
+            out.kind
+        );
         assert_eq!(out.describe(), want);
     }
 }
@@ -110,7 +124,11 @@ async fn program_is_found_through_the_handlers_own_path() {
     let mut spec = spec(dir.path(), argv(&["sh", "-c", "exit 0"]));
     spec.env = vec![("PATH".into(), "/nonexistent".into())];
     let out = run(&spec, vec![], CancellationToken::new()).await;
-    assert!(matches!(out.kind, ExitKind::SpawnFailed(_)), "{:?}", out.kind);
+    assert!(
+        matches!(out.kind, ExitKind::SpawnFailed(_)),
+        "{:?}",
+        out.kind
+    );
     spec.env = vec![("PATH".into(), "/nonexistent:/bin".into())];
     let out = run(&spec, vec![], CancellationToken::new()).await;
     assert_eq!(out.kind, ExitKind::Exited(0));
@@ -139,9 +157,17 @@ async fn handler_sees_exactly_the_given_environment() {
 #[tokio::test]
 async fn handler_runs_in_the_working_dir() {
     let dir = TempDir::new().unwrap();
-    let out = run(&spec(dir.path(), argv(&["pwd", "-P"])), vec![], CancellationToken::new()).await;
+    let out = run(
+        &spec(dir.path(), argv(&["pwd", "-P"])),
+        vec![],
+        CancellationToken::new(),
+    )
+    .await;
     let want = dir.path().canonicalize().unwrap();
-    assert_eq!(String::from_utf8(out.stdout.bytes).unwrap().trim_end(), want.to_str().unwrap());
+    assert_eq!(
+        String::from_utf8(out.stdout.bytes).unwrap().trim_end(),
+        want.to_str().unwrap()
+    );
 }
 
 #[tokio::test]
@@ -161,17 +187,30 @@ async fn big_stdin_arrives_intact() {
 async fn big_stdin_echo_is_capped() {
     let dir = TempDir::new().unwrap();
     let input = pattern(MIB);
-    let out = run(&spec(dir.path(), argv(&["cat"])), input.clone(), CancellationToken::new()).await;
+    let out = run(
+        &spec(dir.path(), argv(&["cat"])),
+        input.clone(),
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(out.kind, ExitKind::Exited(0));
     assert!(out.stdout.truncated);
     assert_eq!(out.stdout.total_len, MIB as u64);
-    assert!(out.stdout.bytes == input[..64 * 1024], "kept prefix differs");
+    assert!(
+        out.stdout.bytes == input[..64 * 1024],
+        "kept prefix differs"
+    );
 }
 
 #[tokio::test]
 async fn handler_that_ignores_stdin_is_not_an_error() {
     let dir = TempDir::new().unwrap();
-    let out = run(&sh_spec(&dir, "exit 0"), pattern(4 * MIB), CancellationToken::new()).await;
+    let out = run(
+        &sh_spec(&dir, "exit 0"),
+        pattern(4 * MIB),
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(out.kind, ExitKind::Exited(0));
 }
 
@@ -198,7 +237,11 @@ async fn timeout_kills_the_whole_group() {
     let out = run(&spec, vec![], CancellationToken::new()).await;
     assert_eq!(out.kind, ExitKind::TimedOut);
     assert!(started.elapsed() < spec.timeout + spec.kill_grace + Duration::from_secs(1));
-    assert!(out.describe().starts_with("timed out after "), "{}", out.describe());
+    assert!(
+        out.describe().starts_with("timed out after "),
+        "{}",
+        out.describe()
+    );
     let grandchild = read_pid(&dir.path().join("grandchild.pid")).await;
     assert_dies(grandchild).await;
 }
@@ -213,7 +256,11 @@ async fn sigterm_ignored_means_sigkill_after_the_grace() {
     spec.kill_grace = Duration::from_millis(700);
     let out = run(&spec, vec![], CancellationToken::new()).await;
     assert_eq!(out.kind, ExitKind::TimedOut);
-    assert!(out.duration >= spec.timeout + spec.kill_grace, "{:?}", out.duration);
+    assert!(
+        out.duration >= spec.timeout + spec.kill_grace,
+        "{:?}",
+        out.duration
+    );
     assert!(out.duration < spec.timeout + spec.kill_grace + Duration::from_secs(1));
     assert_dies(read_pid(&dir.path().join("leader.pid")).await).await;
     assert_dies(read_pid(&dir.path().join("grandchild.pid")).await).await;
@@ -264,7 +311,12 @@ async fn leftovers_are_killed_when_the_handler_exits() {
 async fn stdin_is_closed_after_the_envelope() {
     let dir = TempDir::new().unwrap();
     let body = "wc -c > count.txt\n";
-    let out = run(&sh_spec(&dir, body), b"{\"id\":1}".to_vec(), CancellationToken::new()).await;
+    let out = run(
+        &sh_spec(&dir, body),
+        b"{\"id\":1}".to_vec(),
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(out.kind, ExitKind::Exited(0));
     let count = wait_for_file(&dir.path().join("count.txt")).await;
     assert_eq!(count.trim(), "8");

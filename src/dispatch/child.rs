@@ -43,6 +43,18 @@ pub enum SpawnError {
     Exec { program: String, source: io::Error },
 }
 
+/// Shows only the names of an environment: handler environments carry
+/// secrets, and specs end up in `{:?}` log lines.
+pub struct EnvNames<'a>(pub &'a [(String, String)]);
+
+impl std::fmt::Debug for EnvNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
 /// The three pipes of a freshly spawned handler.
 pub struct Pipes {
     pub stdin: ChildStdin,
@@ -164,7 +176,11 @@ fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
     if rc != 0 {
         let err = io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::ESRCH) {
-            tracing::warn!(pgid, signal, "could not signal the handler's process group: {err}");
+            tracing::warn!(
+                pgid,
+                signal,
+                "could not signal the handler's process group: {err}"
+            );
         }
     }
 }
@@ -240,7 +256,8 @@ pub fn resolve_program(
 }
 
 fn is_executable_file(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// A person's description of how a process ended: "exit 3" or
@@ -444,7 +461,8 @@ mod tests {
     fn program_is_looked_up_in_the_given_path_only() {
         let got = resolve_program("sh", Path::new("/"), &env_with_path("/nonexistent:/bin"));
         assert_eq!(got.unwrap(), Path::new("/bin/sh"));
-        let err = resolve_program("sh", Path::new("/"), &env_with_path("/nonexistent")).unwrap_err();
+        let err =
+            resolve_program("sh", Path::new("/"), &env_with_path("/nonexistent")).unwrap_err();
         assert_eq!(
             err.to_string(),
             "`sh` was not found as an executable file in PATH=/nonexistent"
@@ -468,7 +486,12 @@ mod tests {
         while let Some(line) = lines.next_line().await.unwrap() {
             got.push((String::from_utf8(line.bytes).unwrap(), line.truncated));
         }
-        let want = [("short", false), ("this l", true), ("", false), ("last", false)];
+        let want = [
+            ("short", false),
+            ("this l", true),
+            ("", false),
+            ("last", false),
+        ];
         let want: Vec<_> = want.iter().map(|(s, t)| (s.to_string(), *t)).collect();
         assert_eq!(got, want);
     }

@@ -24,7 +24,7 @@ pub use super::child::Captured;
 const PIPE_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// What to run for one attempt.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ExecSpec {
     /// argv; argv[0] without '/' is looked up in the PATH given in `env`.
     pub command: Vec<String>,
@@ -36,6 +36,19 @@ pub struct ExecSpec {
     pub kill_grace: Duration,
     /// Bytes kept of stdout, and separately of stderr.
     pub output_cap: usize,
+}
+
+impl std::fmt::Debug for ExecSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSpec")
+            .field("command", &self.command)
+            .field("working_dir", &self.working_dir)
+            .field("env", &child::EnvNames(&self.env))
+            .field("timeout", &self.timeout)
+            .field("kill_grace", &self.kill_grace)
+            .field("output_cap", &self.output_cap)
+            .finish()
+    }
 }
 
 /// How an attempt ended.
@@ -101,16 +114,20 @@ pub async fn run(spec: &ExecSpec, stdin: Vec<u8>, cancel: CancellationToken) -> 
         stderr,
     };
     if cancel.is_cancelled() {
-        return finish(ExitKind::Cancelled, Captured::default(), Captured::default());
+        return finish(
+            ExitKind::Cancelled,
+            Captured::default(),
+            Captured::default(),
+        );
     }
-    let (mut group, pipes) =
-        match ProcessGroup::spawn(&spec.command, &spec.working_dir, &spec.env) {
-            Ok(spawned) => spawned,
-            Err(err) => {
-                let kind = ExitKind::SpawnFailed(err.to_string());
-                return finish(kind, Captured::default(), Captured::default());
-            }
-        };
+    let (mut group, pipes) = match ProcessGroup::spawn(&spec.command, &spec.working_dir, &spec.env)
+    {
+        Ok(spawned) => spawned,
+        Err(err) => {
+            let kind = ExitKind::SpawnFailed(err.to_string());
+            return finish(kind, Captured::default(), Captured::default());
+        }
+    };
 
     let stop_io = CancellationToken::new();
     let io = async {
@@ -181,7 +198,10 @@ async fn supervise(
         Ending::Cancelled => ExitKind::Cancelled,
     };
     if let Err(err) = group.terminate(spec.kill_grace).await {
-        tracing::warn!(pgid = group.pgid(), "waiting for the stopped handler failed: {err}");
+        tracing::warn!(
+            pgid = group.pgid(),
+            "waiting for the stopped handler failed: {err}"
+        );
     }
     kind
 }

@@ -52,12 +52,16 @@ fn python3() -> String {
 pub async fn wait_for_file(path: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if text.ends_with('\n') {
-                return text;
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && text.ends_with('\n')
+        {
+            return text;
         }
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -65,7 +69,9 @@ pub async fn wait_for_file(path: &Path) -> String {
 /// Read a pid the handler wrote to `path`.
 pub async fn read_pid(path: &Path) -> i32 {
     let text = wait_for_file(path).await;
-    text.trim().parse().unwrap_or_else(|_| panic!("bad pid {text:?}"))
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("bad pid {text:?}"))
 }
 
 /// True if `pid` no longer runs: gone, or a zombie. (An orphaned grandchild
