@@ -5,9 +5,13 @@
 //! Data flows source → verify → normalize (extract) → store → dispatch.
 
 pub mod config;
+pub mod dispatch;
 pub mod extract;
+pub mod metrics;
 pub mod provider;
+pub mod runtime;
 pub mod secret;
+pub mod source;
 pub mod store;
 pub mod timefmt;
 pub mod verify;

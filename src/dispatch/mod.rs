@@ -1,0 +1,10 @@
+//! Dispatch: running the configured handler command for a stored event.
+//!
+//! `exec` runs one process per attempt; `stream` keeps one long-lived
+//! process per handler and talks NDJSON with it. Both start, stop and read
+//! their processes through `child`, so process-group handling and output
+//! capping behave the same for both kinds.
+
+pub mod child;
+pub mod exec;
+pub mod stream;
