@@ -378,6 +378,19 @@ pub fn default_path(flag: Option<&Path>) -> PathBuf {
     PathBuf::from("/etc/hookd/receiver.toml")
 }
 
+/// `p` without `.` steps (`./a/./b` → `a/b`).
+fn clean_path(p: &Path) -> PathBuf {
+    let clean: PathBuf = p
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    if clean.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        clean
+    }
+}
+
 type VResult<T> = Result<T, (KeyPath, String)>;
 
 struct Validator {
@@ -429,8 +442,9 @@ fn is_identifier(s: &str) -> bool {
 }
 
 impl Validator {
+    /// A config path, relative to the config file's directory, without `.` steps.
     fn path(&self, p: &str) -> PathBuf {
-        self.base.join(p)
+        clean_path(&self.base.join(p))
     }
 
     fn config(&mut self, raw: RawConfig, file: &Path) -> VResult<Config> {
@@ -681,7 +695,9 @@ impl Validator {
             .map_err(|e| (p.key("signature").key(e.key), e.message))?;
         let insecure = r.insecure.unwrap_or(false);
         let redact_headers = match (sig_cfg.scheme.as_str(), &sig_cfg.header) {
-            ("token", Some(h)) => http::HeaderName::from_bytes(h.as_bytes()).into_iter().collect(),
+            ("token", Some(h)) => http::HeaderName::from_bytes(h.as_bytes())
+                .into_iter()
+                .collect(),
             _ => Vec::new(),
         };
         // Pull sources are authenticated by our own API call; push needs a signature.
@@ -913,7 +929,9 @@ impl Validator {
         let mut command = r.command;
         // A relative program path is relative to the handler's working_dir.
         if command[0].contains('/') && Path::new(&command[0]).is_relative() {
-            command[0] = working_dir.join(&command[0]).to_string_lossy().into_owned();
+            command[0] = clean_path(&working_dir.join(&command[0]))
+                .to_string_lossy()
+                .into_owned();
         }
         let kind = one_of(
             &p.key("kind"),

@@ -4,13 +4,17 @@
 //! code; `main.rs` only parses the command line and calls into `cli`.
 //! Data flows source → verify → normalize (extract) → store → dispatch.
 
+pub mod admin;
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod dispatch;
 pub mod extract;
 pub mod metrics;
 pub mod provider;
 pub mod runtime;
 pub mod secret;
+pub mod server;
 pub mod source;
 pub mod store;
 pub mod timefmt;

@@ -88,25 +88,89 @@ impl Metrics {
             pull_lag: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("received", "Requests that reached a source", m.received.clone());
-        registry.register("accepted", "New events committed to the store", m.accepted.clone());
-        registry.register("duplicate", "Events already stored (answered 200, not dispatched)", m.duplicate.clone());
-        registry.register("rejected", "Refused requests, by reason", m.rejected.clone());
-        registry.register("ack_latency_seconds", "From request start to the committed answer", m.ack_latency.clone());
+        registry.register(
+            "received",
+            "Requests that reached a source",
+            m.received.clone(),
+        );
+        registry.register(
+            "accepted",
+            "New events committed to the store",
+            m.accepted.clone(),
+        );
+        registry.register(
+            "duplicate",
+            "Events already stored (answered 200, not dispatched)",
+            m.duplicate.clone(),
+        );
+        registry.register(
+            "rejected",
+            "Refused requests, by reason",
+            m.rejected.clone(),
+        );
+        registry.register(
+            "ack_latency_seconds",
+            "From request start to the committed answer",
+            m.ack_latency.clone(),
+        );
         registry.register("dispatched", "Handler runs started", m.dispatched.clone());
-        registry.register("succeeded", "Handler runs that succeeded", m.succeeded.clone());
-        registry.register("failed", "Handler runs that failed (to be retried)", m.failed.clone());
-        registry.register("dead", "Deliveries that used up their attempts", m.dead.clone());
-        registry.register("handler_duration_seconds", "Handler run time", m.handler_duration.clone());
-        registry.register("queue_depth", "Deliveries pending, retrying or running", m.queue_depth.clone());
-        registry.register("queue_oldest_seconds", "Age of the oldest queued delivery", m.queue_oldest_seconds.clone());
-        registry.register("store_commits", "Group commits of the store writer", m.store_commits.clone());
-        registry.register("store_jobs", "Writes committed by the store writer", m.store_jobs.clone());
-        registry.register("pull_events", "Events read by SSE and poll sources", m.pull_events.clone());
-        registry.register("pull_errors", "Errors of SSE and poll sources", m.pull_errors.clone());
+        registry.register(
+            "succeeded",
+            "Handler runs that succeeded",
+            m.succeeded.clone(),
+        );
+        registry.register(
+            "failed",
+            "Handler runs that failed (to be retried)",
+            m.failed.clone(),
+        );
+        registry.register(
+            "dead",
+            "Deliveries that used up their attempts",
+            m.dead.clone(),
+        );
+        registry.register(
+            "handler_duration_seconds",
+            "Handler run time",
+            m.handler_duration.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Deliveries pending, retrying or running",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "queue_oldest_seconds",
+            "Age of the oldest queued delivery",
+            m.queue_oldest_seconds.clone(),
+        );
+        registry.register(
+            "store_commits",
+            "Group commits of the store writer",
+            m.store_commits.clone(),
+        );
+        registry.register(
+            "store_jobs",
+            "Writes committed by the store writer",
+            m.store_jobs.clone(),
+        );
+        registry.register(
+            "pull_events",
+            "Events read by SSE and poll sources",
+            m.pull_events.clone(),
+        );
+        registry.register(
+            "pull_errors",
+            "Errors of SSE and poll sources",
+            m.pull_errors.clone(),
+        );
         registry.register("sse_reconnects", "SSE reconnections", m.reconnects.clone());
         registry.register("polls", "Poll requests made", m.polls.clone());
-        registry.register("pull_lag_seconds", "Age of the newest event a pull source has seen", m.pull_lag.clone());
+        registry.register(
+            "pull_lag_seconds",
+            "Age of the newest event a pull source has seen",
+            m.pull_lag.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -115,15 +179,22 @@ impl Metrics {
     }
     pub fn accepted(&self, source: &str, latency_s: f64) {
         self.accepted.get_or_create(&src(source)).inc();
-        self.ack_latency.get_or_create(&src(source)).observe(latency_s);
+        self.ack_latency
+            .get_or_create(&src(source))
+            .observe(latency_s);
     }
     pub fn duplicate(&self, source: &str, latency_s: f64) {
         self.duplicate.get_or_create(&src(source)).inc();
-        self.ack_latency.get_or_create(&src(source)).observe(latency_s);
+        self.ack_latency
+            .get_or_create(&src(source))
+            .observe(latency_s);
     }
     pub fn rejected(&self, source: &str, reason: &str) {
         self.rejected
-            .get_or_create(&vec![("source", source.to_string()), ("reason", reason.to_string())])
+            .get_or_create(&vec![
+                ("source", source.to_string()),
+                ("reason", reason.to_string()),
+            ])
             .inc();
     }
     pub fn dispatched(&self, handler: &str) {
@@ -179,7 +250,10 @@ mod tests {
         m.rejected("linq", "bad_signature");
         m.accepted("linq", 0.002);
         let text = m.render();
-        assert!(text.contains("hookd_received_total{source=\"linq\"} 1"), "{text}");
+        assert!(
+            text.contains("hookd_received_total{source=\"linq\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("hookd_rejected_total{source=\"linq\",reason=\"bad_signature\"} 1"));
         assert!(text.contains("hookd_ack_latency_seconds_count{source=\"linq\"} 1"));
     }

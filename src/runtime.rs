@@ -47,7 +47,11 @@ impl Runtime {
                 k
             })
             .collect();
-        Runtime { config: Arc::new(config), by_path, keys }
+        Runtime {
+            config: Arc::new(config),
+            by_path,
+            keys,
+        }
     }
 
     pub fn shared(self) -> SharedRuntime {

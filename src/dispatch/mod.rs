@@ -6,5 +6,8 @@
 //! capping behave the same for both kinds.
 
 pub mod child;
+pub mod envelope;
 pub mod exec;
+pub mod queue;
+pub mod retry;
 pub mod stream;

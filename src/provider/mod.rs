@@ -9,6 +9,7 @@ pub mod generic;
 pub mod linkedapi;
 pub mod linkup;
 pub mod linq;
+pub mod sample;
 
 use crate::extract::{ExtractSpec, Extractor};
 

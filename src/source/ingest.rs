@@ -51,8 +51,14 @@ pub enum Refusal {
 }
 
 /// Headers never stored: credentials, whatever the source.
-const SENSITIVE: [&str; 6] =
-    ["authorization", "proxy-authorization", "cookie", "x-api-key", "x-linq-integration-token", "linked-api-token"];
+const SENSITIVE: [&str; 6] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-linq-integration-token",
+    "linked-api-token",
+];
 
 /// Refusals being written at once; beyond this they are counted, not stored,
 /// so a flood of forged requests cannot crowd real events out of the writer.
@@ -68,23 +74,50 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn new(store: Store, metrics: SharedMetrics, runtime: SharedRuntime, wake: Arc<Notify>) -> Ingest {
-        Ingest { store, metrics, runtime, wake, rejection_slots: Arc::new(Semaphore::new(REJECTION_WRITES)) }
+    pub fn new(
+        store: Store,
+        metrics: SharedMetrics,
+        runtime: SharedRuntime,
+        wake: Arc<Notify>,
+    ) -> Ingest {
+        Ingest {
+            store,
+            metrics,
+            runtime,
+            wake,
+            rejection_slots: Arc::new(Semaphore::new(REJECTION_WRITES)),
+        }
     }
 
     /// Verifies, normalizes and commits one pushed request.
-    pub async fn push(&self, rt: &Runtime, source: usize, inbound: Inbound) -> Result<Stored, Refusal> {
+    pub async fn push(
+        &self,
+        rt: &Runtime,
+        source: usize,
+        inbound: Inbound,
+    ) -> Result<Stored, Refusal> {
         let src = &rt.config.sources[source];
         self.metrics.received(&src.name);
         let now_s = inbound.received_at / 1_000_000;
         let verified = src
             .scheme
-            .verify(&Request { headers: &inbound.headers, body: &inbound.body }, rt.keys(source), now_s, src.tolerance)
+            .verify(
+                &Request {
+                    headers: &inbound.headers,
+                    body: &inbound.body,
+                },
+                rt.keys(source),
+                now_s,
+                src.tolerance,
+            )
             .map_err(|r| {
                 self.refused(src, &inbound, 401, r.code(), &r.to_string());
                 Refusal::Unauthorized(r)
             })?;
-        let verified = format!("{}/{} key {}", src.scheme.name(), verified.variant, verified.key_index);
+        let verified = match (src.scheme.name(), verified.variant) {
+            (name, variant) if name == variant => format!("{name}, key {}", verified.key_index),
+            (name, variant) => format!("{name} ({variant}), key {}", verified.key_index),
+        };
         let event = self.normalize(rt, src, &inbound, verified).map_err(|e| {
             self.refused(src, &inbound, 422, e.code(), &e.to_string());
             Refusal::Unprocessable(e)
@@ -102,7 +135,12 @@ impl Ingest {
     ) -> Result<NewEvent, ExtractError> {
         let json: Option<serde_json::Value> = serde_json::from_slice(&inbound.body).ok();
         let found = src.extract.extract(
-            &Input { headers: &inbound.headers, body: &inbound.body, json: json.as_ref(), received_at: inbound.received_at },
+            &Input {
+                headers: &inbound.headers,
+                body: &inbound.body,
+                json: json.as_ref(),
+                received_at: inbound.received_at,
+            },
             &src.type_aliases,
         )?;
         Ok(NewEvent {
@@ -122,7 +160,12 @@ impl Ingest {
     }
 
     /// Commits one event; answers only once it is durable.
-    pub async fn commit(&self, src: &SourceConfig, event: NewEvent, started: Instant) -> Result<Stored, Refusal> {
+    pub async fn commit(
+        &self,
+        src: &SourceConfig,
+        event: NewEvent,
+        started: Instant,
+    ) -> Result<Stored, Refusal> {
         let routed = !event.handlers.is_empty();
         let result = self.store.write(move |c| events::insert(c, &event)).await;
         let latency = started.elapsed().as_secs_f64();
@@ -147,7 +190,14 @@ impl Ingest {
     }
 
     /// Counts a refusal and records it in the background (bounded).
-    fn refused(&self, src: &SourceConfig, inbound: &Inbound, status: u16, code: &str, reason: &str) {
+    fn refused(
+        &self,
+        src: &SourceConfig,
+        inbound: &Inbound,
+        status: u16,
+        code: &str,
+        reason: &str,
+    ) {
         self.metrics.rejected(&src.name, code);
         tracing::info!(source = %src.name, status, code, "refused: {reason}");
         let Ok(permit) = self.rejection_slots.clone().try_acquire_owned() else {
@@ -181,7 +231,12 @@ pub fn kept_headers(headers: &HeaderMap, src: &SourceConfig) -> Vec<(String, Str
     headers
         .iter()
         .filter(|(k, _)| !SENSITIVE.contains(&k.as_str()) && !src.redact_headers.contains(k))
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 

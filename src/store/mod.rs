@@ -11,6 +11,7 @@ pub mod deliveries;
 pub mod events;
 pub mod rejected;
 pub mod schema;
+pub mod subscriptions;
 mod writer;
 
 use std::fs::{DirBuilder, OpenOptions};

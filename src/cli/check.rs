@@ -1,0 +1,101 @@
+//! `hookd check`: validate the config and show what would run.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::{Config, HandlerKind};
+use crate::provider::Mode;
+
+pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = super::load(path)?;
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", plan(&cfg));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The resolved plan, as text. Never includes a secret value.
+pub fn plan(cfg: &Config) -> String {
+    let mut out = format!("config {} is valid\n\n", cfg.file.display());
+    out += &format!(
+        "state      {} (retention {})\n",
+        cfg.database_path().display(),
+        humantime::format_duration(cfg.daemon.retention)
+    );
+    let scheme = if cfg.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    for a in &cfg.server.listen {
+        out += &format!(
+            "listen     {scheme}://{a} (max body {} bytes)\n",
+            cfg.server.max_body
+        );
+    }
+    match cfg.admin.listen {
+        Some(a) => out += &format!("admin      http://{a}/metrics /healthz /readyz\n"),
+        None => out += "admin      off\n",
+    }
+    out += "\nsources\n";
+    for s in &cfg.sources {
+        let at = match s.mode {
+            Mode::Push => format!("POST {}", s.path),
+            m => format!(
+                "{} from {}",
+                m.name(),
+                s.api_base.as_deref().unwrap_or("(no api_base)")
+            ),
+        };
+        let secrets: Vec<String> = s.secret_refs.iter().map(|r| r.to_string()).collect();
+        out += &format!(
+            "  {:<14} {:<10} {:<28} scheme {} secrets [{}]\n",
+            s.name,
+            s.provider.name(),
+            at,
+            s.scheme.name(),
+            secrets.join(", ")
+        );
+    }
+    out += "\nhandlers\n";
+    for h in &cfg.handlers {
+        let kind = match h.kind {
+            HandlerKind::Exec => "exec",
+            HandlerKind::Stream => "stream",
+        };
+        let sources = if h.sources.is_empty() {
+            "*".to_string()
+        } else {
+            h.sources.join(",")
+        };
+        out += &format!(
+            "  {:<14} {kind:<6} events [{}] sources [{sources}] -> {:?} (timeout {}, x{}, {} attempts)\n",
+            h.name,
+            h.events.join(", "),
+            h.command,
+            humantime::format_duration(h.timeout),
+            h.concurrency,
+            h.max_attempts
+        );
+    }
+    out += "\nroutes\n";
+    for s in &cfg.sources {
+        let hs: Vec<&str> = cfg
+            .handlers
+            .iter()
+            .filter(|h| h.sources.is_empty() || h.sources.contains(&s.name))
+            .map(|h| h.name.as_str())
+            .collect();
+        out += &format!(
+            "  {:<14} -> {}\n",
+            s.name,
+            if hs.is_empty() {
+                "(stored only)".to_string()
+            } else {
+                hs.join(", ")
+            }
+        );
+    }
+    out
+}

@@ -1,0 +1,88 @@
+//! `hookd deliveries`: handler runs and their state.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::Args;
+
+use super::open_db;
+use super::output::{clip, print_rows};
+use crate::config::Config;
+use crate::store::deliveries::{self, DeliveryFilter, STATUSES};
+
+#[derive(Args, Debug)]
+pub struct DeliveriesArgs {
+    #[arg(long)]
+    pub handler: Option<String>,
+    /// pending, running, failed, succeeded or dead
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Changed after this time: RFC 3339 or a duration ago such as 2h
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn deliveries(cfg: &Config, a: DeliveriesArgs) -> anyhow::Result<ExitCode> {
+    if let Some(s) = &a.status
+        && !STATUSES.contains(&s.as_str())
+    {
+        bail!("--status {s:?} is not one of: {}", STATUSES.join(", "));
+    }
+    let since = a
+        .since
+        .as_deref()
+        .map(|s| crate::timefmt::parse_bound(s, crate::timefmt::now_micros()))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let conn = open_db(cfg, false)?;
+    let rows = deliveries::list(
+        &conn,
+        &DeliveryFilter {
+            handler: a.handler,
+            status: a.status,
+            source: a.source,
+            since,
+            event: None,
+            limit: Some(a.limit),
+        },
+    )?;
+    print_rows(
+        &rows,
+        a.json,
+        &[
+            "id",
+            "event",
+            "source",
+            "type",
+            "handler",
+            "status",
+            "attempts",
+            "next / last error",
+        ],
+        |r| {
+            vec![
+                r.id.to_string(),
+                r.event.to_string(),
+                r.source.clone(),
+                r.event_type.clone(),
+                r.handler.clone(),
+                format!("{}{}", r.status, if r.replay { " (replay)" } else { "" }),
+                r.attempts.to_string(),
+                clip(
+                    r.next_attempt_at
+                        .as_deref()
+                        .or(r.last_error.as_deref())
+                        .unwrap_or(""),
+                    60,
+                ),
+            ]
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

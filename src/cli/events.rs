@@ -1,0 +1,195 @@
+//! `hookd events list|show`: what is stored.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use super::output::{clip, print_rows};
+use super::{TimeRange, open_db};
+use crate::config::Config;
+use crate::store::{deliveries, events};
+
+#[derive(Subcommand, Debug)]
+pub enum EventsCommand {
+    /// List stored events, newest first
+    List(ListArgs),
+    /// Show one event: fields, headers, payload and every delivery attempt
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Glob on the normalized type, e.g. 'message.*'
+    #[arg(long = "type")]
+    pub type_glob: Option<String>,
+    #[command(flatten)]
+    pub range: TimeRange,
+    /// unrouted, pending, running, failed, succeeded or dead
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+const EVENT_STATUSES: [&str; 6] = [
+    "unrouted",
+    "pending",
+    "running",
+    "failed",
+    "succeeded",
+    "dead",
+];
+
+pub fn events(cfg: &Config, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
+    let conn = open_db(cfg, false)?;
+    match cmd {
+        EventsCommand::List(a) => {
+            if let Some(s) = &a.status
+                && !EVENT_STATUSES.contains(&s.as_str())
+            {
+                bail!(
+                    "--status {s:?} is not one of: {}",
+                    EVENT_STATUSES.join(", ")
+                );
+            }
+            let (since, until) = a.range.bounds()?;
+            let f = events::EventFilter {
+                source: a.source,
+                type_glob: a.type_glob,
+                since,
+                until,
+                status: a.status,
+                limit: Some(a.limit),
+            };
+            let rows = events::list(&conn, &f)?;
+            print_rows(
+                &rows,
+                a.json,
+                &["id", "received", "source", "type", "event id", "status"],
+                |r| {
+                    let dup = if r.duplicates > 0 {
+                        format!(" (+{} dup)", r.duplicates)
+                    } else {
+                        String::new()
+                    };
+                    vec![
+                        r.id.to_string(),
+                        r.received_at.clone(),
+                        r.source.clone(),
+                        r.event_type.clone(),
+                        clip(&r.event_id, 40),
+                        format!("{}{dup}", r.status),
+                    ]
+                },
+            )?;
+        }
+        EventsCommand::Show { id, json } => {
+            let e = events::get(&conn, id)?.with_context(|| format!("no event with id {id}"))?;
+            let attempts = deliveries::attempts_for_event(&conn, id)?;
+            let dels = deliveries::list(
+                &conn,
+                &deliveries::DeliveryFilter {
+                    event: Some(id),
+                    ..Default::default()
+                },
+            )?;
+            let payload =
+                serde_json::from_slice::<serde_json::Value>(&e.body).unwrap_or_else(|_| {
+                    serde_json::Value::String(String::from_utf8_lossy(&e.body).into_owned())
+                });
+            if json {
+                let v = serde_json::json!({ "event": e, "payload": payload, "deliveries": dels, "attempts": attempts });
+                println!("{}", serde_json::to_string(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut o = std::io::stdout().lock();
+            let r = &e.row;
+            writeln!(o, "event {}  {} / {}", r.id, r.source, r.provider)?;
+            writeln!(
+                o,
+                "  event id     {}{}",
+                r.event_id,
+                if r.id_synthetic {
+                    " (synthetic: hash of the body)"
+                } else {
+                    ""
+                }
+            )?;
+            writeln!(
+                o,
+                "  type         {} (as sent: {})",
+                r.event_type, e.type_raw
+            )?;
+            writeln!(
+                o,
+                "  occurred at  {}",
+                r.occurred_at.as_deref().unwrap_or("-")
+            )?;
+            writeln!(o, "  received at  {}", r.received_at)?;
+            writeln!(o, "  verified     {}", e.verified)?;
+            writeln!(
+                o,
+                "  status       {} (duplicates received: {})",
+                r.status, r.duplicates
+            )?;
+            writeln!(o, "headers")?;
+            for (k, v) in &e.headers {
+                writeln!(o, "  {k}: {}", clip(v, 200))?;
+            }
+            writeln!(o, "payload")?;
+            writeln!(o, "{}", serde_json::to_string_pretty(&payload)?)?;
+            writeln!(o, "deliveries")?;
+            for d in &dels {
+                let next = d
+                    .next_attempt_at
+                    .as_deref()
+                    .map(|t| format!(", next attempt {t}"))
+                    .unwrap_or_default();
+                writeln!(
+                    o,
+                    "  #{} {}: {} after {} attempt(s){next}",
+                    d.id, d.handler, d.status, d.attempts
+                )?;
+            }
+            for a in &attempts {
+                let code = match (a.exit_code, a.signal) {
+                    (Some(c), _) => format!("exit {c}"),
+                    (_, Some(s)) => format!("signal {s}"),
+                    _ => "-".into(),
+                };
+                writeln!(
+                    o,
+                    "  attempt {} of {}{}: {} ({code}) at {} in {:.1} ms",
+                    a.attempt,
+                    a.handler,
+                    if a.replay { " (replay)" } else { "" },
+                    a.outcome,
+                    a.started_at,
+                    a.duration_ms
+                )?;
+                for (name, text, cut) in [
+                    ("stdout", &a.stdout, a.stdout_truncated),
+                    ("stderr", &a.stderr, a.stderr_truncated),
+                ] {
+                    if !text.is_empty() {
+                        writeln!(o, "    {name}{}:", if cut { " (truncated)" } else { "" })?;
+                        for line in text.lines() {
+                            writeln!(o, "      {line}")?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

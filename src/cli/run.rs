@@ -1,0 +1,144 @@
+//! `hookd run`: the daemon in the foreground, as systemd runs it.
+//!
+//! Around [`Daemon`] this adds what a service needs: logging (text or JSON,
+//! without timestamps under journald), socket activation, `sd_notify`
+//! readiness/reload/stop/status and watchdog pings, SIGHUP reload (an
+//! invalid config keeps the old one) and SIGTERM drain.
+
+use std::os::fd::FromRawFd;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::{self, Config, LogFormat};
+use crate::daemon::{Daemon, StartOptions};
+
+pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = super::load(path)?;
+    init_logging(cfg.daemon.log_format);
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hookd")
+        .build()?;
+    rt.block_on(serve(path, cfg))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // journald stamps every line itself.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match (format, journald) {
+        (LogFormat::Json, _) => b.json().flatten_event(true).try_init(),
+        (LogFormat::Text, true) => b.without_time().with_ansi(false).try_init(),
+        (LogFormat::Text, false) => b.try_init(),
+    };
+}
+
+/// Sockets passed by systemd (`LISTEN_FDS`), if any.
+fn activated_listeners() -> anyhow::Result<Option<Vec<std::net::TcpListener>>> {
+    let fds: Vec<i32> = sd_notify::listen_fds()
+        .context("bad socket activation environment")?
+        .collect();
+    // SAFETY: systemd's protocol hands these descriptors to this process
+    // alone (LISTEN_PID was checked); each is wrapped exactly once.
+    let ls: Vec<std::net::TcpListener> = fds
+        .into_iter()
+        .map(|fd| unsafe { std::net::TcpListener::from_raw_fd(fd) })
+        .collect();
+    Ok((!ls.is_empty()).then_some(ls))
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!("sd_notify failed: {e}");
+    }
+}
+
+async fn serve(path: &Path, cfg: Config) -> anyhow::Result<ExitCode> {
+    // A file-size limit (RLIMIT_FSIZE) must fail a write, not kill the daemon.
+    let _xfsz = signal(SignalKind::from_raw(libc::SIGXFSZ)).ok();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+
+    let push_listeners = activated_listeners()?;
+    let daemon = Daemon::start(cfg, StartOptions { push_listeners })
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let addrs: Vec<String> = daemon.push_addrs.iter().map(|a| a.to_string()).collect();
+    tracing::info!(listen = %addrs.join(","), admin = ?daemon.admin_addr, "hookd ready");
+    let status = format!("listening on {}", addrs.join(" "));
+    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    let watchdog =
+        sd_notify::watchdog_enabled().map(|d| tokio::spawn(watchdog(daemon.store.clone(), d)));
+
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(path, &daemon).await,
+        }
+    }
+    tracing::info!("stopping: no new requests; waiting for running handlers");
+    notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    daemon.shutdown().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reload(path: &Path, daemon: &Daemon) {
+    let stamp = NotifyState::monotonic_usec_now().ok();
+    let mut states = vec![NotifyState::Reloading];
+    states.extend(stamp);
+    notify(&states);
+    match config::load(path) {
+        Ok(cfg) => {
+            for w in &cfg.warnings {
+                tracing::warn!("{w}");
+            }
+            match daemon.reload(cfg).await {
+                Ok(notes) => {
+                    for n in notes {
+                        tracing::warn!("{n}");
+                    }
+                    tracing::info!("config reloaded from {}", path.display());
+                }
+                Err(e) => tracing::error!("config not reloaded, keeping the running one: {e}"),
+            }
+        }
+        Err(e) => tracing::error!("config not reloaded, keeping the running one: {e}"),
+    }
+    notify(&[NotifyState::Ready]);
+}
+
+/// Pings the watchdog at half its interval, but only while the store still
+/// commits: a wedged writer stops the pings and systemd restarts us.
+async fn watchdog(store: crate::store::Store, interval: Duration) {
+    let mut tick = tokio::time::interval(interval / 2);
+    loop {
+        tick.tick().await;
+        if tokio::time::timeout(interval / 2, store.healthy())
+            .await
+            .unwrap_or(false)
+        {
+            notify(&[NotifyState::Watchdog]);
+        } else {
+            tracing::error!("the store did not commit in time; not pinging the watchdog");
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! The dispatcher: turns due deliveries in SQLite into handler runs.
+//!
+//! The queue *is* the `deliveries` table, so pending work survives restarts
+//! and nothing lives only in memory. The loop wakes when an ingest commits
+//! new deliveries or a run finishes (event-driven, no added latency), when
+//! the next retry falls due, and at least once a second so work queued by
+//! another process (`hookd replay` while the daemon runs) is picked up.
+//! Each handler has its own slot count (`concurrency`) and exec handlers
+//! share a global cap, so a slow handler never starves another's queue.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::exec::{self, ExecSpec, ExitKind, RunOutcome};
+use super::stream::{StreamHandle, StreamOutcome, StreamSpec};
+use super::{envelope, retry};
+use crate::config::{HandlerConfig, HandlerKind};
+use crate::metrics::SharedMetrics;
+use crate::runtime::SharedRuntime;
+use crate::store::Store;
+use crate::store::deliveries::{self, AttemptRecord, Claimed, Next};
+use crate::timefmt;
+
+/// Captured stdout/stderr per attempt.
+pub const OUTPUT_CAP: usize = 64 << 10;
+/// SIGTERM → SIGKILL grace for handler process groups.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+/// Longest the loop sleeps without looking at the table.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    metrics: SharedMetrics,
+    runtime: SharedRuntime,
+    wake: Arc<Notify>,
+    /// Fired first on shutdown: no new claims.
+    stop: CancellationToken,
+    /// Fired when the shutdown grace is over: running handlers are stopped.
+    kill: CancellationToken,
+    global: Arc<Semaphore>,
+    state: Mutex<State>,
+    idle: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    running: HashMap<String, usize>,
+    total: usize,
+    streams: HashMap<String, (String, StreamHandle, CancellationToken)>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        metrics: SharedMetrics,
+        runtime: SharedRuntime,
+        wake: Arc<Notify>,
+    ) -> Dispatcher {
+        let cap = runtime.load().config.daemon.max_concurrency;
+        Dispatcher {
+            inner: Arc::new(Inner {
+                store,
+                metrics,
+                runtime,
+                wake,
+                stop: CancellationToken::new(),
+                kill: CancellationToken::new(),
+                global: Arc::new(Semaphore::new(cap)),
+                state: Mutex::new(State::default()),
+                idle: Notify::new(),
+            }),
+        }
+    }
+
+    /// Runs until [`Dispatcher::shutdown`]. Hands runs that were interrupted
+    /// by a crash back to the queue first.
+    pub async fn run(self) {
+        let now = timefmt::now_micros();
+        match self
+            .inner
+            .store
+            .write(move |c| deliveries::recover_running(c, now))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                "{n} handler run(s) were interrupted by the last stop; they will be retried"
+            ),
+            Err(e) => tracing::error!("could not recover interrupted runs: {e}"),
+        }
+        let mut last_gauges = std::time::Instant::now() - IDLE_CHECK;
+        while !self.inner.stop.is_cancelled() {
+            let again = self.claim_round().await;
+            if last_gauges.elapsed() >= IDLE_CHECK {
+                self.update_gauges().await;
+                last_gauges = std::time::Instant::now();
+            }
+            if again {
+                continue;
+            }
+            let sleep = self.until_next_due().await;
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.inner.stop.cancelled() => {}
+            }
+        }
+    }
+
+    /// Claims due work for every handler with free slots. True when some
+    /// handler filled all its free slots (there may be more to claim).
+    async fn claim_round(&self) -> bool {
+        let now = timefmt::now_micros();
+        let due: HashMap<String, i64> =
+            match self.inner.store.read(move |c| due_counts(c, now)).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!("cannot read the delivery queue: {e}");
+                    return false;
+                }
+            };
+        let rt = self.inner.runtime.load_full();
+        let mut again = false;
+        for h in rt
+            .config
+            .handlers
+            .iter()
+            .filter(|h| due.contains_key(&h.name))
+        {
+            let free = self.free_slots(h);
+            if free == 0 {
+                continue;
+            }
+            // Exec runs hold a global slot; take them before claiming so a
+            // claimed delivery always has one.
+            let mut permits: Vec<_> = match h.kind {
+                HandlerKind::Exec => (0..free)
+                    .filter_map(|_| self.inner.global.clone().try_acquire_owned().ok())
+                    .collect(),
+                HandlerKind::Stream => Vec::new(),
+            };
+            let free = if h.kind == HandlerKind::Exec {
+                permits.len()
+            } else {
+                free
+            };
+            if free == 0 {
+                continue;
+            }
+            let name = h.name.clone();
+            let claimed = match self
+                .inner
+                .store
+                .write(move |c| deliveries::claim_due(c, &name, now, free))
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(handler = %h.name, "cannot claim deliveries: {e}");
+                    continue;
+                }
+            };
+            again |= claimed.len() == free;
+            let h = Arc::new(h.clone());
+            for c in claimed {
+                self.start(h.clone(), c, permits.pop());
+            }
+        }
+        again
+    }
+
+    fn free_slots(&self, h: &HandlerConfig) -> usize {
+        let running = self
+            .inner
+            .state
+            .lock()
+            .map(|s| s.running.get(&h.name).copied().unwrap_or(0))
+            .unwrap_or(0);
+        let own = h.concurrency.saturating_sub(running);
+        match h.kind {
+            HandlerKind::Exec => own.min(self.inner.global.available_permits()),
+            HandlerKind::Stream => own,
+        }
+    }
+
+    fn start(
+        &self,
+        h: Arc<HandlerConfig>,
+        c: Claimed,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
+        if let Ok(mut s) = self.inner.state.lock() {
+            *s.running.entry(h.name.clone()).or_default() += 1;
+            s.total += 1;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let record = if c.attempt > h.max_attempts {
+                exhausted(&c)
+            } else {
+                this.inner.metrics.dispatched(&h.name);
+                this.attempt(&h, &c).await
+            };
+            this.record(&h, &c, record).await;
+            this.finished(&h.name);
+        });
+    }
+
+    fn finished(&self, handler: &str) {
+        if let Ok(mut s) = self.inner.state.lock() {
+            if let Some(n) = s.running.get_mut(handler) {
+                *n = n.saturating_sub(1);
+            }
+            s.total = s.total.saturating_sub(1);
+        }
+        self.inner.wake.notify_one();
+        self.inner.idle.notify_waiters();
+    }
+
+    /// Runs one attempt and describes how it went.
+    async fn attempt(&self, h: &HandlerConfig, c: &Claimed) -> AttemptRecord {
+        let started_at = timefmt::now_micros();
+        let clock = std::time::Instant::now();
+        let mut rec = match h.kind {
+            HandlerKind::Exec => {
+                let spec = ExecSpec {
+                    command: h.command.clone(),
+                    working_dir: h.working_dir.clone(),
+                    env: envelope::environment(h, c),
+                    timeout: h.timeout,
+                    kill_grace: KILL_GRACE,
+                    output_cap: OUTPUT_CAP,
+                };
+                from_exec(
+                    exec::run(&spec, envelope::envelope(c), self.inner.kill.child_token()).await,
+                )
+            }
+            HandlerKind::Stream => {
+                let handle = self.stream_for(h);
+                from_stream(handle.deliver(c.event, envelope::envelope(c)).await)
+            }
+        };
+        rec.attempt = c.attempt;
+        rec.replay = c.replay;
+        rec.started_at = started_at;
+        rec.duration_us = clock.elapsed().as_micros() as i64;
+        rec
+    }
+
+    /// Stores the attempt and decides what comes next. Retries the write a
+    /// few times; if the store stays down, the delivery remains `running`
+    /// and is recovered as interrupted at the next start.
+    async fn record(&self, h: &HandlerConfig, c: &Claimed, rec: AttemptRecord) {
+        let ok = rec.outcome == "ok";
+        let next = if ok {
+            Next::Succeeded
+        } else if rec.outcome == "interrupted" && self.inner.kill.is_cancelled() {
+            Next::HandBack
+        } else if c.attempt >= h.max_attempts {
+            Next::Dead
+        } else {
+            let wait = retry::delay(&h.backoff, c.attempt);
+            Next::RetryAt(timefmt::now_micros() + wait.as_micros() as i64)
+        };
+        if next != Next::HandBack {
+            self.inner.metrics.finished(
+                &h.name,
+                ok,
+                next == Next::Dead,
+                rec.duration_us as f64 / 1e6,
+            );
+        }
+        if !ok {
+            tracing::info!(handler = %h.name, event = c.event, attempt = c.attempt, ?next, "handler run failed: {}", rec.summary);
+        }
+        let rec = Arc::new(rec);
+        for wait_ms in [0, 100, 400, 1000, 2000] {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            let (r, d) = (rec.clone(), c.delivery);
+            let now = timefmt::now_micros();
+            match self
+                .inner
+                .store
+                .write(move |conn| deliveries::finish(conn, d, &r, next, now))
+                .await
+            {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(handler = %h.name, delivery = c.delivery, "cannot record the attempt: {e}")
+                }
+            }
+        }
+        tracing::error!(handler = %h.name, delivery = c.delivery, "giving up recording the attempt; it will be retried after a restart");
+    }
+
+    /// The long-lived process of a stream handler, (re)started when its
+    /// config changed.
+    fn stream_for(&self, h: &HandlerConfig) -> StreamHandle {
+        let fingerprint = format!(
+            "{:?}|{:?}|{}|{:?}|{:?}",
+            h.command,
+            h.working_dir,
+            h.concurrency,
+            h.timeout,
+            envelope::stream_environment(h)
+        );
+        let mut s = match self.inner.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((fp, handle, _)) = s.streams.get(&h.name)
+            && *fp == fingerprint
+        {
+            return handle.clone();
+        }
+        let token = self.inner.kill.child_token();
+        let spec = StreamSpec {
+            name: h.name.clone(),
+            command: h.command.clone(),
+            working_dir: h.working_dir.clone(),
+            env: envelope::stream_environment(h),
+            ack_timeout: h.timeout,
+            max_in_flight: h.concurrency,
+            restart_initial: h.backoff.initial,
+            restart_max: h.backoff.max.min(Duration::from_secs(60)),
+            kill_grace: KILL_GRACE,
+        };
+        let handle = StreamHandle::spawn(spec, token.clone());
+        if let Some((_, _, old)) = s
+            .streams
+            .insert(h.name.clone(), (fingerprint, handle.clone(), token))
+        {
+            old.cancel();
+        }
+        handle
+    }
+
+    async fn until_next_due(&self) -> Duration {
+        let now = timefmt::now_micros();
+        let next = self
+            .inner
+            .store
+            .read(move |c| next_due_after(c, now))
+            .await
+            .ok()
+            .flatten();
+        match next {
+            Some(t) => Duration::from_micros((t - now).max(0) as u64).min(IDLE_CHECK),
+            None => IDLE_CHECK,
+        }
+    }
+
+    async fn update_gauges(&self) {
+        let now = timefmt::now_micros();
+        if let Ok((depth, oldest)) = self
+            .inner
+            .store
+            .read(move |c| deliveries::queue_depth(c, now))
+            .await
+        {
+            self.inner.metrics.queue_depth.set(depth);
+            self.inner
+                .metrics
+                .queue_oldest_seconds
+                .set(oldest / 1_000_000);
+        }
+    }
+
+    /// Runs in flight right now.
+    pub fn running(&self) -> usize {
+        self.inner.state.lock().map(|s| s.total).unwrap_or(0)
+    }
+
+    /// Stops claiming, lets running handlers finish for up to `grace`, then
+    /// stops the rest and hands their deliveries back (pending, not done).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.stop.cancel();
+        if !self.wait_idle(grace).await {
+            tracing::warn!(
+                "{} handler run(s) still going after {grace:?}; stopping them",
+                self.running()
+            );
+            self.inner.kill.cancel();
+            self.wait_idle(KILL_GRACE + Duration::from_secs(5)).await;
+        }
+        self.inner.kill.cancel();
+    }
+
+    async fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.running() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.running() == 0;
+            }
+        }
+    }
+}
+
+fn due_counts(c: &rusqlite::Connection, now: i64) -> crate::store::Result<HashMap<String, i64>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT handler, COUNT(*) FROM deliveries
+         WHERE status IN ('pending', 'failed') AND next_attempt_at <= ?1 GROUP BY handler",
+    )?;
+    let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn next_due_after(c: &rusqlite::Connection, now: i64) -> crate::store::Result<Option<i64>> {
+    Ok(c.query_row(
+        "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'failed') AND next_attempt_at > ?1",
+        [now],
+        |r| r.get(0),
+    )?)
+}
+
+fn exhausted(c: &Claimed) -> AttemptRecord {
+    AttemptRecord {
+        attempt: c.attempt,
+        replay: c.replay,
+        started_at: timefmt::now_micros(),
+        outcome: "interrupted".into(),
+        summary: "no attempts left (the last one was interrupted by a stop)".into(),
+        ..Default::default()
+    }
+}
+
+fn from_exec(o: RunOutcome) -> AttemptRecord {
+    let (outcome, exit_code, signal) = match &o.kind {
+        ExitKind::Exited(0) => ("ok", Some(0), None),
+        ExitKind::Exited(n) => ("exit", Some(*n), None),
+        ExitKind::Signaled(s) => ("signal", None, Some(*s)),
+        ExitKind::TimedOut => ("timeout", None, None),
+        ExitKind::SpawnFailed(_) => ("spawn_error", None, None),
+        ExitKind::Cancelled => ("interrupted", None, None),
+    };
+    AttemptRecord {
+        outcome: outcome.into(),
+        exit_code,
+        signal,
+        summary: o.describe(),
+        stdout_truncated: o.stdout.truncated,
+        stderr_truncated: o.stderr.truncated,
+        stdout: o.stdout.bytes,
+        stderr: o.stderr.bytes,
+        ..Default::default()
+    }
+}
+
+fn from_stream(o: StreamOutcome) -> AttemptRecord {
+    let (outcome, summary) = match o {
+        StreamOutcome::Ok => ("ok", "acknowledged".to_string()),
+        StreamOutcome::Nack(e) => ("nack", format!("the handler answered ok=false: {e}")),
+        StreamOutcome::TimedOut => (
+            "timeout",
+            "no answer from the stream handler in time".to_string(),
+        ),
+        StreamOutcome::ProcessExited(e) => (
+            "exit",
+            format!("the stream process ended before answering: {e}"),
+        ),
+        StreamOutcome::Cancelled => ("interrupted", "stopped at shutdown".to_string()),
+    };
+    AttemptRecord {
+        outcome: outcome.into(),
+        summary,
+        ..Default::default()
+    }
+}
