@@ -72,9 +72,8 @@ pub fn span_of(doc: &Spanned<DeTable<'_>>, path: &KeyPath) -> Range<usize> {
     let mut table: Option<&DeTable<'_>> = Some(doc.get_ref());
     for seg in &path.0 {
         let next: Option<&Spanned<DeValue<'_>>> = match (seg, table, cur) {
-            (Seg::Key(k), Some(t), _) => t.get(k.as_str()).map(|v| {
+            (Seg::Key(k), Some(t), _) => t.get_key_value(k.as_str()).map(|(key, v)| {
                 // Prefer the key's own line for scalars: "key = value".
-                let (key, _) = t.get_key_value(k.as_str()).expect("present");
                 best = key.span();
                 v
             }),
