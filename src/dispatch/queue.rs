@@ -120,22 +120,32 @@ impl Dispatcher {
     /// handler filled all its free slots (there may be more to claim).
     async fn claim_round(&self) -> bool {
         let now = timefmt::now_micros();
-        let due: HashMap<String, i64> =
-            match self.inner.store.read(move |c| due_counts(c, now)).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!("cannot read the delivery queue: {e}");
-                    return false;
-                }
-            };
         let rt = self.inner.runtime.load_full();
-        let mut again = false;
-        for h in rt
+        // Only handlers with a free slot are worth a look.
+        let names: Vec<String> = rt
             .config
             .handlers
             .iter()
-            .filter(|h| due.contains_key(&h.name))
+            .filter(|h| self.free_slots(h) > 0)
+            .map(|h| h.name.clone())
+            .collect();
+        if names.is_empty() {
+            return false;
+        }
+        let due: Vec<String> = match self
+            .inner
+            .store
+            .read(move |c| handlers_with_due_work(c, &names, now))
+            .await
         {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("cannot read the delivery queue: {e}");
+                return false;
+            }
+        };
+        let mut again = false;
+        for h in rt.config.handlers.iter().filter(|h| due.contains(&h.name)) {
             let free = self.free_slots(h);
             if free == 0 {
                 continue;
@@ -205,13 +215,25 @@ impl Dispatcher {
         let this = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let record = if c.attempt > h.max_attempts {
-                exhausted(&c)
-            } else {
-                this.inner.metrics.dispatched(&h.name);
-                this.attempt(&h, &c).await
-            };
-            this.record(&h, &c, record).await;
+            // A slot runs deliveries back to back: recording one attempt
+            // claims the handler's next due delivery in the same commit.
+            let (mut h, mut current) = (h, Some(c));
+            while let Some(c) = current.take() {
+                let record = if c.attempt > h.max_attempts {
+                    exhausted(&c)
+                } else {
+                    this.inner.metrics.dispatched(&h.name);
+                    this.attempt(&h, &c).await
+                };
+                current = this.record(&h, &c, record).await;
+                if current.is_some() {
+                    // The config may have been reloaded meanwhile.
+                    match this.inner.runtime.load().config.handler(&h.name) {
+                        Some(latest) => h = Arc::new(latest.clone()),
+                        None => current = None,
+                    }
+                }
+            }
             this.finished(&h.name);
         });
     }
@@ -257,10 +279,12 @@ impl Dispatcher {
         rec
     }
 
-    /// Stores the attempt and decides what comes next. Retries the write a
-    /// few times; if the store stays down, the delivery remains `running`
-    /// and is recovered as interrupted at the next start.
-    async fn record(&self, h: &HandlerConfig, c: &Claimed, rec: AttemptRecord) {
+    /// Stores the attempt and decides what comes next; in the same commit,
+    /// claims the handler's next due delivery for this slot (unless the
+    /// dispatcher is stopping) and returns it. Retries the write a few
+    /// times; if the store stays down, the delivery remains `running` and is
+    /// recovered as interrupted at the next start.
+    async fn record(&self, h: &HandlerConfig, c: &Claimed, rec: AttemptRecord) -> Option<Claimed> {
         let ok = rec.outcome == "ok";
         let next = if ok {
             Next::Succeeded
@@ -288,19 +312,27 @@ impl Dispatcher {
             tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             let (r, d) = (rec.clone(), c.delivery);
             let now = timefmt::now_micros();
-            match self
+            let chain = (!self.inner.stop.is_cancelled()).then(|| h.name.clone());
+            let result = self
                 .inner
                 .store
-                .write(move |conn| deliveries::finish(conn, d, &r, next, now))
-                .await
-            {
-                Ok(()) => return,
+                .write(move |conn| {
+                    deliveries::finish(conn, d, &r, next, now)?;
+                    match chain {
+                        Some(name) => Ok(deliveries::claim_due(conn, &name, now, 1)?.pop()),
+                        None => Ok(None),
+                    }
+                })
+                .await;
+            match result {
+                Ok(claimed) => return claimed,
                 Err(e) => {
                     tracing::warn!(handler = %h.name, delivery = c.delivery, "cannot record the attempt: {e}")
                 }
             }
         }
         tracing::error!(handler = %h.name, delivery = c.delivery, "giving up recording the attempt; it will be retried after a restart");
+        None
     }
 
     /// The long-lived process of a stream handler, (re)started when its
@@ -410,13 +442,23 @@ impl Dispatcher {
     }
 }
 
-fn due_counts(c: &rusqlite::Connection, now: i64) -> crate::store::Result<HashMap<String, i64>> {
+/// Handlers (of `names`) that have a delivery due at `now`: one index probe each.
+fn handlers_with_due_work(
+    c: &rusqlite::Connection,
+    names: &[String],
+    now: i64,
+) -> crate::store::Result<Vec<String>> {
     let mut stmt = c.prepare_cached(
-        "SELECT handler, COUNT(*) FROM deliveries
-         WHERE status IN ('pending', 'failed') AND next_attempt_at <= ?1 GROUP BY handler",
+        "SELECT 1 FROM deliveries
+         WHERE handler = ?1 AND status IN ('pending', 'failed') AND next_attempt_at <= ?2 LIMIT 1",
     )?;
-    let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut out = Vec::new();
+    for name in names {
+        if stmt.exists(rusqlite::params![name, now])? {
+            out.push(name.clone());
+        }
+    }
+    Ok(out)
 }
 
 fn next_due_after(c: &rusqlite::Connection, now: i64) -> crate::store::Result<Option<i64>> {

@@ -153,7 +153,8 @@ impl Ingest {
             type_raw: found.type_raw,
             occurred_at: found.occurred_at,
             received_at: inbound.received_at,
-            headers: kept_headers(&inbound.headers, src),
+            headers_json: serde_json::to_string(&kept_headers(&inbound.headers, src))
+                .unwrap_or_else(|_| "[]".into()),
             body: inbound.body.clone(),
             verified,
         })

@@ -22,8 +22,10 @@ pub struct NewEvent {
     pub type_raw: String,
     pub occurred_at: Option<i64>,
     pub received_at: i64,
-    /// The request headers worth keeping (secrets already removed).
-    pub headers: Vec<(String, String)>,
+    /// The request headers worth keeping (secrets already removed), as a
+    /// JSON array of `[name, value]` pairs — serialized by the caller so the
+    /// single writer thread does not spend time on it.
+    pub headers_json: String,
     pub body: bytes::Bytes,
     /// How the request was verified (scheme/variant and key index).
     pub verified: String,
@@ -40,7 +42,6 @@ pub enum Ingested {
 
 /// Inserts the event and its deliveries, or counts a duplicate.
 pub fn insert(conn: &Connection, e: &NewEvent) -> Result<Ingested> {
-    let headers = serde_json::to_string(&e.headers).unwrap_or_else(|_| "[]".into());
     let inserted: Option<i64> = conn
         .prepare_cached(
             "INSERT INTO events (source, provider, event_id, id_synthetic, type, type_raw,
@@ -59,7 +60,7 @@ pub fn insert(conn: &Connection, e: &NewEvent) -> Result<Ingested> {
                 e.type_raw,
                 e.occurred_at,
                 e.received_at,
-                headers,
+                e.headers_json,
                 &e.body[..],
                 e.verified,
                 e.handlers.len() as i64,
@@ -243,7 +244,7 @@ pub(crate) mod tests {
             type_raw: "message.received".into(),
             occurred_at: None,
             received_at: 1_000,
-            headers: vec![("content-type".into(), "application/json".into())],
+            headers_json: r#"[["content-type","application/json"]]"#.into(),
             body: bytes::Bytes::from_static(b"{}"),
             verified: "hmac".into(),
             handlers: handlers.iter().map(|s| s.to_string()).collect(),

@@ -91,6 +91,12 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     );
     "#,
+    // 2: the queue index. Claiming walks one handler's queued deliveries in
+    //    due order; without this SQLite sorted every queued row per claim.
+    r#"
+    CREATE INDEX deliveries_queue ON deliveries (handler, next_attempt_at, id)
+        WHERE status IN ('pending', 'failed');
+    "#,
 ];
 
 /// The version this build writes.

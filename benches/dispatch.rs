@@ -1,0 +1,300 @@
+//! Dispatch benchmarks, each with a baseline measured in the same run:
+//!
+//! 1. exec: N stored events to a `/bin/true` handler (concurrency 4, every
+//!    attempt recorded in SQLite) vs spawning `/bin/true` N times with 4 at
+//!    once, no hookd.
+//! 2. stream: N stored events through one python3 stream handler vs piping
+//!    the same NDJSON through the same script directly.
+//! 3. latency: signed pushes at a steady rate to a `/bin/true` exec handler;
+//!    receipt → handler start (the attempt's recorded start, taken just
+//!    before the spawn) p50/p99, next to the push ack latency of the same
+//!    requests as the baseline.
+//!
+//!   cargo bench --bench dispatch
+//!   HOOKD_BENCH_N=5000 HOOKD_BENCH_STREAM_N=200000 HOOKD_BENCH_RATE=1000 HOOKD_BENCH_SECS=10 cargo bench --bench dispatch
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookd::daemon::Daemon;
+use hookd::store::events::{self, NewEvent};
+use hookd::store::{Store, StoreOptions};
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config(dir: &Path, handler: &str) -> hookd::config::Config {
+    let text = format!(
+        "[daemon]\nstate_dir = \"{}\"\nmax_concurrency = 4\n[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"\"\n\
+         [[source]]\nname = \"b\"\nprovider = \"generic\"\nsecret = \"k\"\nsignature = {{ scheme = \"hmac\", header = \"X-Sig\" }}\n\
+         extract = {{ id = [\"json:/id\"], type = [\"json:/type\"] }}\n{handler}",
+        dir.join("state").display()
+    );
+    hookd::config::parse(&text, &dir.join("b.toml")).unwrap()
+}
+
+/// Stores `n` events routed to handler `h` before the daemon starts.
+fn preload(dir: &Path, n: usize, h: &str) {
+    let rt = rt();
+    let store = Store::open(&dir.join("state"), StoreOptions::default()).unwrap();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for chunk in 0..n.div_ceil(1000) {
+            let store = store.clone();
+            let h = h.to_string();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .write(move |c| {
+                        for i in chunk * 1000..((chunk + 1) * 1000).min(n) {
+                            let e = NewEvent {
+                                source: "b".into(),
+                                provider: "generic".into(),
+                                event_id: format!("e{i}"),
+                                id_synthetic: false,
+                                event_type: "t".into(),
+                                type_raw: "t".into(),
+                                occurred_at: None,
+                                received_at: hookd::timefmt::now_micros(),
+                                headers_json: "[]".into(),
+                                body: bytes::Bytes::from(format!(r#"{{"id":"e{i}","type":"t"}}"#)),
+                                verified: "bench".into(),
+                                handlers: vec![h.clone()],
+                            };
+                            events::insert(c, &e)?;
+                        }
+                        Ok(())
+                    })
+                    .await
+                    .unwrap()
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+fn succeeded(dir: &Path) -> i64 {
+    let c = rusqlite::Connection::open(dir.join("state/hookd.db")).unwrap();
+    c.query_row(
+        "SELECT COUNT(*) FROM deliveries WHERE status = 'succeeded'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Starts the daemon on preloaded work; returns seconds until all `n` succeeded.
+fn drain(dir: &Path, handler: &str, n: usize) -> f64 {
+    let rt = rt();
+    let daemon = rt
+        .block_on(Daemon::start(config(dir, handler), Default::default()))
+        .unwrap();
+    let t = Instant::now();
+    while succeeded(dir) < n as i64 {
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "dispatch did not finish"
+        );
+    }
+    let secs = t.elapsed().as_secs_f64();
+    rt.block_on(daemon.shutdown());
+    secs
+}
+
+fn exec_bench(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    preload(dir.path(), n, "t");
+    let hookd_s = drain(
+        dir.path(),
+        "[[handler]]\nname = \"t\"\ncommand = [\"/bin/true\"]\nconcurrency = 4\n",
+        n,
+    );
+    let attempts: i64 = rusqlite::Connection::open(dir.path().join("state/hookd.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0))
+        .unwrap();
+
+    let t = Instant::now();
+    let per = n.div_ceil(4);
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..per)
+                    .for_each(|_| assert!(Command::new("/bin/true").status().unwrap().success()))
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let base_s = t.elapsed().as_secs_f64();
+    let (h, b) = (n as f64 / hookd_s, (per * 4) as f64 / base_s);
+    println!("exec dispatch: {n} events to /bin/true, concurrency 4");
+    println!("  spawn loop (baseline): {b:>9.0} runs/s");
+    println!("  hookd dispatch       : {h:>9.0} runs/s ({attempts} attempts recorded)");
+    println!("  ratio                : {:>9.2}", h / b);
+}
+
+const STREAM_HANDLER: &str = r#"import sys, re
+out = sys.stdout
+pat = re.compile(rb'"id":(\d+)')
+for line in sys.stdin.buffer:
+    m = pat.search(line)
+    out.write('{"id":%s,"ok":true}\n' % m.group(1).decode())
+    out.flush()
+"#;
+
+fn stream_bench(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("ack.py");
+    std::fs::write(&script, STREAM_HANDLER).unwrap();
+    let python = which_python();
+    preload(dir.path(), n, "s");
+    let handler = format!(
+        "[[handler]]\nname = \"s\"\nkind = \"stream\"\ncommand = [\"{python}\", \"{}\"]\nconcurrency = 512\n",
+        script.display()
+    );
+    let hookd_s = drain(dir.path(), &handler, n);
+
+    // Baseline: the same lines straight through the same script.
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = Vec::new();
+    for i in 0..n {
+        writeln!(input, r#"{{"id":{i},"event_id":"e{i}","source":"b","type":"t","payload":{{"id":"e{i}","type":"t"}}}}"#).unwrap();
+    }
+    let t = Instant::now();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    child.wait().unwrap();
+    let base_s = t.elapsed().as_secs_f64();
+    let (h, b) = (n as f64 / hookd_s, n as f64 / base_s);
+    println!("stream handler: {n} events through one python3 process, 512 in flight");
+    println!("  raw pipe (baseline)  : {b:>9.0} events/s");
+    println!("  hookd dispatch       : {h:>9.0} events/s (every ack recorded)");
+    println!("  ratio                : {:>9.2}", h / b);
+}
+
+fn which_python() -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn latency_bench(rate: u64, secs: u64) {
+    use hmac::{Hmac, KeyInit, Mac};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let cfg = config(
+        dir.path(),
+        "[[handler]]\nname = \"t\"\ncommand = [\"/bin/true\"]\nconcurrency = 4\n",
+    );
+    let daemon = rt.block_on(Daemon::start(cfg, Default::default())).unwrap();
+    let url = format!("http://{}/hooks/b", daemon.push_addrs[0]);
+    let n = (rate * secs) as usize;
+    let acks: Vec<f64> = rt.block_on(async {
+        let client = Arc::new(reqwest::Client::new());
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            tick.tick().await;
+            let (client, url) = (client.clone(), url.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = format!(r#"{{"id":"l{i}","type":"t"}}"#);
+                let mut m = Hmac::<sha2::Sha256>::new_from_slice(b"k").unwrap();
+                m.update(body.as_bytes());
+                let sig = hex::encode(m.finalize().into_bytes());
+                let t = Instant::now();
+                let r = client
+                    .post(&url)
+                    .header("X-Sig", sig)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                t.elapsed().as_secs_f64() * 1000.0
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let t = Instant::now();
+    while succeeded(dir.path()) < n as i64 && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rt.block_on(daemon.shutdown());
+    let c = rusqlite::Connection::open(dir.path().join("state/hookd.db")).unwrap();
+    let mut stmt = c
+        .prepare(
+            "SELECT a.started_at - e.received_at FROM attempts a JOIN deliveries d ON d.id = a.delivery
+             JOIN events e ON e.id = d.event WHERE a.attempt = 1",
+        )
+        .unwrap();
+    let mut start: Vec<f64> = stmt
+        .query_map([], |r| r.get::<_, i64>(0))
+        .unwrap()
+        .map(|v| v.unwrap() as f64 / 1000.0)
+        .collect();
+    let mut acks = acks;
+    println!(
+        "latency at {rate} events/s for {secs} s ({} events, exec /bin/true, concurrency 4)",
+        start.len()
+    );
+    println!(
+        "  push ack (baseline)  : p50 {:>6.2} ms  p99 {:>6.2} ms",
+        percentile(&mut acks, 0.5),
+        percentile(&mut acks, 0.99)
+    );
+    println!(
+        "  receipt→handler start: p50 {:>6.2} ms  p99 {:>6.2} ms",
+        percentile(&mut start, 0.5),
+        percentile(&mut start, 0.99)
+    );
+}
+
+fn main() {
+    let which = std::env::var("HOOKD_BENCH_ONLY").unwrap_or_default();
+    let on = |name: &str| which.is_empty() || which == name;
+    if on("exec") {
+        exec_bench(env_num("HOOKD_BENCH_N", 2000) as usize);
+    }
+    if on("stream") {
+        stream_bench(env_num("HOOKD_BENCH_STREAM_N", 100_000) as usize);
+    }
+    if on("latency") {
+        latency_bench(
+            env_num("HOOKD_BENCH_RATE", 1000),
+            env_num("HOOKD_BENCH_SECS", 5),
+        );
+    }
+}
