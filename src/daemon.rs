@@ -43,12 +43,84 @@ pub struct Daemon {
     pub metrics: SharedMetrics,
     pub runtime: SharedRuntime,
     dispatcher: Dispatcher,
-    http_stop: CancellationToken,
+    push: tokio::sync::Mutex<PushListeners>,
     admin_stop: CancellationToken,
     background_stop: CancellationToken,
-    http_tasks: JoinSet<()>,
     other_tasks: JoinSet<()>,
     draining: Arc<AtomicBool>,
+}
+
+/// The push listeners, by the address the config asked for, so a reload
+/// can open new ones and drain removed ones without touching the rest.
+struct PushListeners {
+    /// Sockets from systemd: never rebound on reload.
+    activated: bool,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Limits,
+    router: axum::Router,
+    running: Vec<PushListener>,
+}
+
+struct PushListener {
+    /// The configured address (None for an inherited socket).
+    wanted: Option<SocketAddr>,
+    bound: SocketAddr,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PushListeners {
+    fn spawn(&mut self, wanted: Option<SocketAddr>, l: TcpListener) -> Result<SocketAddr, String> {
+        let bound = l.local_addr().map_err(|e| e.to_string())?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(server::serve(
+            l,
+            self.tls.clone(),
+            self.router.clone(),
+            self.limits.clone(),
+            stop.clone(),
+        ));
+        self.running.push(PushListener {
+            wanted,
+            bound,
+            stop,
+            task,
+        });
+        Ok(bound)
+    }
+
+    /// Opens listeners for addresses new in `wanted`; returns the ones to
+    /// drain (no longer wanted). Binds all new ones before changing anything.
+    async fn reconcile(&mut self, wanted: &[SocketAddr]) -> Result<Vec<PushListener>, String> {
+        if self.activated {
+            return Ok(Vec::new());
+        }
+        let mut fresh = Vec::new();
+        for a in wanted {
+            if !self.running.iter().any(|l| l.wanted == Some(*a)) {
+                fresh.push((*a, bind(*a).await?));
+            }
+        }
+        for (a, l) in fresh {
+            let bound = self.spawn(Some(a), l)?;
+            tracing::info!("now also listening on {bound}");
+        }
+        let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.running)
+            .into_iter()
+            .partition(|l| l.wanted.is_none_or(|w| wanted.contains(&w)));
+        self.running = keep;
+        Ok(gone)
+    }
+
+    /// Stops accepting and waits for in-flight requests (bounded by the drain limit).
+    async fn drain(listeners: Vec<PushListener>) {
+        for l in &listeners {
+            l.stop.cancel();
+        }
+        for l in listeners {
+            let _ = l.task.await;
+        }
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
@@ -87,12 +159,16 @@ impl Daemon {
             wake.clone(),
         ));
 
-        let listeners = match opts.push_listeners {
-            Some(ls) => ls.into_iter().map(adopt).collect::<Result<Vec<_>, _>>()?,
+        let opts_activated = opts.push_listeners.is_some();
+        let listeners: Vec<(Option<SocketAddr>, TcpListener)> = match opts.push_listeners {
+            Some(ls) => ls
+                .into_iter()
+                .map(|l| adopt(l).map(|l| (None, l)))
+                .collect::<Result<Vec<_>, _>>()?,
             None => {
                 let mut v = Vec::new();
                 for a in &cfg.server.listen {
-                    v.push(bind(*a).await?);
+                    v.push((Some(*a), bind(*a).await?));
                 }
                 v
             }
@@ -106,18 +182,17 @@ impl Daemon {
             max_header_bytes: cfg.server.max_header_bytes,
             ..Limits::default()
         };
-        let http_stop = CancellationToken::new();
-        let mut http_tasks = JoinSet::new();
+        let activated = opts_activated;
+        let mut push = PushListeners {
+            activated,
+            tls,
+            limits,
+            router: push::router(ingest.clone()),
+            running: Vec::new(),
+        };
         let mut push_addrs = Vec::new();
-        for l in listeners {
-            push_addrs.push(l.local_addr().map_err(|e| e.to_string())?);
-            http_tasks.spawn(server::serve(
-                l,
-                tls.clone(),
-                push::router(ingest.clone()),
-                limits.clone(),
-                http_stop.clone(),
-            ));
+        for (wanted, l) in listeners {
+            push_addrs.push(push.spawn(wanted, l)?);
         }
 
         let draining = Arc::new(AtomicBool::new(false));
@@ -160,41 +235,67 @@ impl Daemon {
             metrics,
             runtime,
             dispatcher,
-            http_stop,
+            push: tokio::sync::Mutex::new(push),
             admin_stop,
             background_stop,
-            http_tasks,
             other_tasks,
             draining,
         })
     }
 
-    /// Swaps in a new config. Sources, routes and handlers change at once;
-    /// listen addresses, TLS files and the state directory need a restart.
+    /// Swaps in a new config: sources, routes, handlers and push listen
+    /// addresses change at once; in-flight requests and handler runs are
+    /// not interrupted. The state directory, TLS files and the admin
+    /// address need a restart (the returned notes say so).
     pub async fn reload(&self, config: Config) -> Result<Vec<String>, String> {
         let old = self.runtime.load().config.clone();
         let mut notes = Vec::new();
         if old.daemon.state_dir != config.daemon.state_dir {
             return Err("daemon.state_dir cannot change on reload; restart hookd".into());
         }
-        if old.server.listen != config.server.listen || old.admin.listen != config.admin.listen {
-            notes
-                .push("listen addresses changed; they take effect at the next restart".to_string());
+        if old.admin.listen != config.admin.listen {
+            notes.push("admin.listen changed; it takes effect at the next restart".to_string());
+        }
+        if old.server.tls.as_ref().map(|t| (&t.cert, &t.key))
+            != config.server.tls.as_ref().map(|t| (&t.cert, &t.key))
+        {
+            notes.push("TLS files changed; they take effect at the next restart".to_string());
         }
         let issued = self
             .store
             .read(subscriptions::issued_secrets)
             .await
             .map_err(|e| e.to_string())?;
+        let mut push = self.push.lock().await;
+        if push.activated && old.server.listen != config.server.listen {
+            notes.push("server.listen is ignored: the sockets come from systemd".to_string());
+        }
+        let gone = push.reconcile(&config.server.listen).await?;
         self.runtime.store(Arc::new(Runtime::new(config, &issued)));
+        drop(push);
+        for l in &gone {
+            tracing::info!("no longer listening on {}", l.bound);
+        }
+        tokio::spawn(PushListeners::drain(gone));
         Ok(notes)
+    }
+
+    /// The push addresses being served right now.
+    pub async fn listening(&self) -> Vec<SocketAddr> {
+        self.push
+            .lock()
+            .await
+            .running
+            .iter()
+            .map(|l| l.bound)
+            .collect()
     }
 
     /// Stops in the order that loses nothing; returns when everything ended.
     pub async fn shutdown(mut self) {
         self.draining.store(true, Ordering::Relaxed);
-        self.http_stop.cancel();
-        while self.http_tasks.join_next().await.is_some() {}
+        let listeners = std::mem::take(&mut self.push.get_mut().running);
+        PushListeners::drain(listeners).await;
         let grace = self.runtime.load().config.daemon.shutdown_grace;
         self.dispatcher.shutdown(grace).await;
         self.background_stop.cancel();

@@ -39,6 +39,8 @@ pub struct Metrics {
     dead: Family<Labels, Counter>,
     handler_duration: Family<Labels, Histogram, Buckets>,
     pub queue_depth: Gauge,
+    /// All accepted events, any source (for the systemd STATUS line).
+    pub accepted_all: Counter,
     pub queue_oldest_seconds: Gauge,
     pub store_commits: Counter,
     pub store_jobs: Counter,
@@ -78,6 +80,7 @@ impl Metrics {
             dead: Family::default(),
             handler_duration: Family::new_with_constructor(Buckets),
             queue_depth: Gauge::default(),
+            accepted_all: Counter::default(),
             queue_oldest_seconds: Gauge::default(),
             store_commits: Counter::default(),
             store_jobs: Counter::default(),
@@ -179,6 +182,7 @@ impl Metrics {
     }
     pub fn accepted(&self, source: &str, latency_s: f64) {
         self.accepted.get_or_create(&src(source)).inc();
+        self.accepted_all.inc();
         self.ack_latency
             .get_or_create(&src(source))
             .observe(latency_s);

@@ -83,6 +83,7 @@ async fn serve(path: &Path, cfg: Config) -> anyhow::Result<ExitCode> {
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     let watchdog =
         sd_notify::watchdog_enabled().map(|d| tokio::spawn(watchdog(daemon.store.clone(), d)));
+    let status_task = tokio::spawn(status_line(daemon.metrics.clone(), status));
 
     loop {
         tokio::select! {
@@ -96,6 +97,7 @@ async fn serve(path: &Path, cfg: Config) -> anyhow::Result<ExitCode> {
     if let Some(w) = watchdog {
         w.abort();
     }
+    status_task.abort();
     daemon.shutdown().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
@@ -140,5 +142,22 @@ async fn watchdog(store: crate::store::Store, interval: Duration) {
         } else {
             tracing::error!("the store did not commit in time; not pinging the watchdog");
         }
+    }
+}
+
+/// Keeps `systemctl status` informative: address, ingest rate, queue depth.
+async fn status_line(metrics: crate::metrics::SharedMetrics, listening: String) {
+    const EVERY: Duration = Duration::from_secs(10);
+    let mut last = metrics.accepted_all.get();
+    loop {
+        tokio::time::sleep(EVERY).await;
+        let now = metrics.accepted_all.get();
+        let rate = (now - last) as f64 / EVERY.as_secs_f64();
+        last = now;
+        let line = format!(
+            "{listening}; {rate:.1} events/s; queue {}",
+            metrics.queue_depth.get()
+        );
+        notify(&[NotifyState::Status(&line)]);
     }
 }

@@ -1,0 +1,360 @@
+//! Operations: systemd notifications, watchdog, socket activation, SIGHUP
+//! reload, and the metrics endpoint — against the real binary where a
+//! process boundary matters.
+
+mod support;
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+fn handler_writing_to(dir: &std::path::Path, name: &str, events: &str) -> String {
+    let out = dir.join(format!("{name}.out"));
+    let h = script(
+        dir,
+        &format!("{name}.sh"),
+        &format!("#!/bin/sh\necho \"$HOOKD_EVENT_ID\" >> {}\n", out.display()),
+    );
+    format!(
+        "[[handler]]\nname = \"{name}\"\nevents = [\"{events}\"]\ncommand = [\"{}\"]\n\n",
+        h.display()
+    )
+}
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn ready_after_listening_watchdog_pings_and_stopping_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &generic_source("s", "k"));
+    let mut p = Proc::spawn(&cfg, &[("WATCHDOG_USEC", "200000")]);
+    // READY=1 came with the address: the listener accepts and answers now.
+    let c = reqwest::Client::new();
+    let (st, _) = post_signed(&c, &p.url("/hooks/s"), "k", r#"{"id":"a","type":"t"}"#).await;
+    assert_eq!(st, 200);
+    p.wait_for("WATCHDOG=1");
+    p.wait_for("WATCHDOG=1");
+    p.signal(libc::SIGTERM);
+    p.wait_for("STOPPING=1");
+    assert_eq!(p.wait(Duration::from_secs(20)), Some(0));
+}
+
+#[tokio::test]
+async fn serves_on_a_socket_passed_by_systemd() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &generic_source("s", "k"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd();
+    let notify_path = dir.path().join("n.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // As systemd does: the socket on fd 3, LISTEN_FDS=1 and LISTEN_PID = the
+    // daemon's pid (the shell execs hookd, keeping its pid).
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args([
+        "-c",
+        "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"",
+        bin(),
+        "-c",
+        cfg.to_str().unwrap(),
+        "run",
+    ])
+    .env("NOTIFY_SOCKET", &notify_path)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let flags = libc::fcntl(3, libc::F_GETFD);
+            libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(listener);
+    let mut buf = [0u8; 4096];
+    let n = notify.recv(&mut buf).unwrap();
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.contains("READY=1"), "{msg}");
+    assert!(
+        msg.contains(&addr.to_string()),
+        "serves on the inherited socket, not server.listen: {msg}"
+    );
+    let (st, v) = post_signed(
+        &reqwest::Client::new(),
+        &format!("http://{addr}/hooks/s"),
+        "k",
+        r#"{"id":"a","type":"t"}"#,
+    )
+    .await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("accepted")));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn sighup_adds_a_handler_and_a_broken_file_keeps_the_old_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = handler_writing_to(dir.path(), "a", "*");
+    let cfg = write_config(dir.path(), &format!("{}{first}", generic_source("s", "k")));
+    let mut p = Proc::spawn(&cfg, &[]);
+    let c = reqwest::Client::new();
+    post_signed(&c, &p.url("/hooks/s"), "k", r#"{"id":"e1","type":"t"}"#).await;
+    eventually(Duration::from_secs(10), || {
+        lines(&dir.path().join("a.out"))
+            .contains(&"e1".into())
+            .then_some(())
+    })
+    .await;
+
+    // A new handler via SIGHUP runs for the next event.
+    let second = handler_writing_to(dir.path(), "b", "t");
+    write_config(
+        dir.path(),
+        &format!("{}{first}{second}", generic_source("s", "k")),
+    );
+    p.signal(libc::SIGHUP);
+    p.wait_for("RELOADING=1");
+    p.wait_for("READY=1");
+    post_signed(&c, &p.url("/hooks/s"), "k", r#"{"id":"e2","type":"t"}"#).await;
+    eventually(Duration::from_secs(10), || {
+        lines(&dir.path().join("b.out"))
+            .contains(&"e2".into())
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !lines(&dir.path().join("b.out")).contains(&"e1".into()),
+        "no retroactive routing"
+    );
+
+    // A broken file: the running config stays, and the log says why.
+    std::fs::write(&cfg, "[daemon\nthis is not toml").unwrap();
+    p.signal(libc::SIGHUP);
+    p.wait_for("RELOADING=1");
+    p.wait_for("READY=1");
+    let (st, _) = post_signed(&c, &p.url("/hooks/s"), "k", r#"{"id":"e3","type":"t"}"#).await;
+    assert_eq!(st, 200);
+    eventually(Duration::from_secs(10), || {
+        (lines(&dir.path().join("a.out")).contains(&"e3".into())
+            && lines(&dir.path().join("b.out")).contains(&"e3".into()))
+        .then_some(())
+    })
+    .await;
+    assert!(p.stderr().contains("config not reloaded"), "{}", p.stderr());
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait(Duration::from_secs(20)), Some(0));
+}
+
+/// Parses Prometheus text exposition into (series, value), failing on any
+/// line that is neither a comment nor `name{labels} value`.
+fn parse_metrics(text: &str) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "unterminated labels in {line:?}");
+        }
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        out.push((series.to_string(), v));
+    }
+    out
+}
+
+fn metric(m: &[(String, f64)], series: &str) -> f64 {
+    m.iter()
+        .find(|(s, _)| s == series)
+        .map(|(_, v)| *v)
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_parse_and_count_what_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = handler_writing_to(dir.path(), "h", "*");
+    let d = TestDaemon::start_in(dir, &format!("{}{h}", generic_source("s", "k"))).await;
+    let c = reqwest::Client::new();
+    let admin = d.admin.clone().unwrap();
+    let scrape = || async {
+        let r = c.get(format!("{admin}/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        parse_metrics(&r.text().await.unwrap())
+    };
+    let before = scrape().await;
+    assert!(
+        before
+            .iter()
+            .any(|(s, _)| s.starts_with("hookd_queue_depth")),
+        "gauges exported from the start"
+    );
+    for i in 0..5 {
+        post_signed(
+            &c,
+            &d.url("/hooks/s"),
+            "k",
+            &format!(r#"{{"id":"m{i}","type":"t"}}"#),
+        )
+        .await;
+    }
+    post_signed(&c, &d.url("/hooks/s"), "k", r#"{"id":"m0","type":"t"}"#).await;
+    post_signed(&c, &d.url("/hooks/s"), "wrong", r#"{"id":"x","type":"t"}"#).await;
+    let out = d.dir.path().join("h.out");
+    eventually(Duration::from_secs(10), || {
+        (lines(&out).len() == 5).then_some(())
+    })
+    .await;
+    // Handler outcomes are counted when the attempt is recorded, just after
+    // the handler's own output appeared.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = scrape().await;
+        if metric(&m, "hookd_succeeded_total{handler=\"h\"}") == 5.0 {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "succeeded counter never reached 5"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(metric(&m, "hookd_received_total{source=\"s\"}"), 7.0);
+    assert_eq!(metric(&m, "hookd_accepted_total{source=\"s\"}"), 5.0);
+    assert_eq!(metric(&m, "hookd_duplicate_total{source=\"s\"}"), 1.0);
+    assert_eq!(
+        metric(
+            &m,
+            "hookd_rejected_total{source=\"s\",reason=\"bad_signature\"}"
+        ),
+        1.0
+    );
+    assert_eq!(metric(&m, "hookd_dispatched_total{handler=\"h\"}"), 5.0);
+    assert_eq!(
+        metric(&m, "hookd_ack_latency_seconds_count{source=\"s\"}"),
+        6.0
+    );
+    assert_eq!(
+        metric(&m, "hookd_handler_duration_seconds_count{handler=\"h\"}"),
+        5.0
+    );
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            c.get(format!("{admin}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{path}"
+        );
+    }
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn reload_opens_new_listeners_and_closes_removed_ones() {
+    let d = TestDaemon::start(&generic_source("s", "k")).await;
+    let first = d.daemon().listening().await;
+    assert_eq!(first.len(), 1);
+    let with_second = |listen: &str| {
+        let text = std::fs::read_to_string(&d.config_path)
+            .unwrap()
+            .replace("listen = [\"127.0.0.1:0\"]", listen);
+        hookd::config::parse(&text, &d.config_path).unwrap()
+    };
+    d.daemon()
+        .reload(with_second("listen = [\"127.0.0.1:0\", \"127.0.0.2:0\"]"))
+        .await
+        .unwrap();
+    let both = d.daemon().listening().await;
+    assert_eq!(both.len(), 2);
+    assert_eq!(both[0], first[0], "the existing listener is kept");
+    let c = reqwest::Client::new();
+    let (st, _) = post_signed(
+        &c,
+        &format!("http://{}/hooks/s", both[1]),
+        "k",
+        r#"{"id":"n","type":"t"}"#,
+    )
+    .await;
+    assert_eq!(st, 200, "the new address serves");
+
+    d.daemon()
+        .reload(with_second("listen = [\"127.0.0.2:0\"]"))
+        .await
+        .unwrap();
+    assert_eq!(d.daemon().listening().await, vec![both[1]]);
+    let gone = eventually(Duration::from_secs(10), || {
+        std::net::TcpStream::connect_timeout(&first[0], Duration::from_millis(200))
+            .is_err()
+            .then_some(())
+    });
+    gone.await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &generic_source("s", "canary-secret-4711"));
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[daemon]\n", "[daemon]\nlog_format = \"json\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let p = Proc::spawn(&cfg, &[]);
+    post_signed(
+        &reqwest::Client::new(),
+        &p.url("/hooks/s"),
+        "wrong",
+        r#"{"id":"a","type":"t"}"#,
+    )
+    .await;
+    p.signal(libc::SIGTERM);
+    let stderr_path = p.stderr_path.clone();
+    assert_eq!(p.wait(Duration::from_secs(20)), Some(0));
+    let log = std::fs::read_to_string(stderr_path).unwrap();
+    let objects: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect();
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["message"].as_str().is_some_and(|m| m.contains("refused"))),
+        "{log}"
+    );
+    assert!(
+        !log.contains("canary-secret-4711"),
+        "the secret never appears in logs"
+    );
+}
