@@ -23,6 +23,11 @@ pub enum Extractor {
     Const(String),
     /// SHA-256 of the raw body (ids only); marks the id as synthetic.
     Hash,
+    /// SHA-256 of the canonical JSON of the values at these pointers (ids
+    /// only; synthetic). Unlike `hash` it ignores formatting and other
+    /// fields, so the same event read from a stream and from a poll endpoint
+    /// gets the same id.
+    HashOf(Vec<String>),
     /// The receive time (time only).
     Now,
 }
@@ -46,6 +51,15 @@ impl Extractor {
         if let Some(c) = s.strip_prefix("const:") {
             return Ok(Extractor::Const(c.to_string()));
         }
+        if let Some(list) = s.strip_prefix("hash:") {
+            let pointers: Vec<String> = list.split(',').map(|p| p.trim().to_string()).collect();
+            if let Some(bad) = pointers.iter().find(|p| !p.starts_with('/')) {
+                return Err(format!(
+                    "{s:?}: {bad:?} is not a JSON pointer; write hash:/a,/b (RFC 6901 pointers, comma-separated)"
+                ));
+            }
+            return Ok(Extractor::HashOf(pointers));
+        }
         match s {
             "hash" => Ok(Extractor::Hash),
             "now" => Ok(Extractor::Now),
@@ -63,6 +77,7 @@ impl std::fmt::Display for Extractor {
             Extractor::Header(h) => write!(f, "header:{h}"),
             Extractor::Const(c) => write!(f, "const:{c}"),
             Extractor::Hash => f.write_str("hash"),
+            Extractor::HashOf(ps) => write!(f, "hash:{}", ps.join(",")),
             Extractor::Now => f.write_str("now"),
         }
     }
@@ -128,6 +143,7 @@ impl ExtractSpec {
                     format!("sha256:{}", hex::encode(Sha256::digest(input.body))),
                     true,
                 )),
+                Extractor::HashOf(ps) => hash_of(ps, input).map(|v| (v, true)),
                 other => text_value(other, input).map(|v| (v, false)),
             })
             .ok_or_else(|| ExtractError::NoId(list(&self.id)))?;
@@ -173,9 +189,24 @@ fn text_value(e: &Extractor, input: &Input<'_>) -> Option<String> {
         },
         Extractor::Header(h) => input.headers.get(h)?.to_str().ok()?.trim().to_string(),
         Extractor::Const(c) => c.clone(),
-        Extractor::Hash | Extractor::Now => return None,
+        Extractor::Hash | Extractor::HashOf(_) | Extractor::Now => return None,
     };
     (!v.is_empty() && v.len() <= MAX_TEXT && !v.chars().any(char::is_control)).then_some(v)
+}
+
+/// `sha256:` of the canonical JSON array of the values at `pointers`
+/// (missing ones as null); None when the body is not JSON or none is present.
+fn hash_of(pointers: &[String], input: &Input<'_>) -> Option<String> {
+    let json = input.json?;
+    let values: Vec<Value> = pointers
+        .iter()
+        .map(|p| json.pointer(p).cloned().unwrap_or(Value::Null))
+        .collect();
+    if values.iter().all(Value::is_null) {
+        return None;
+    }
+    let canonical = crate::verify::canonical_json(&Value::Array(values));
+    Some(format!("sha256:{}", hex::encode(Sha256::digest(canonical))))
 }
 
 fn time_value(e: &Extractor, input: &Input<'_>) -> Option<i64> {
@@ -235,6 +266,46 @@ mod tests {
         assert_eq!(e.event_type, "message_received");
         assert_eq!(e.type_raw, "message");
         assert_eq!(e.occurred_at, Some(1_747_863_000_000_000));
+    }
+
+    #[test]
+    fn hash_of_pointers_ignores_formatting_and_other_fields() {
+        let s = spec(
+            &["hash:/account_id,/event,/timestamp"],
+            &["json:/event/type"],
+            &[],
+        );
+        let h = HeaderMap::new();
+        let stream = run(
+            &s,
+            &h,
+            r#"{"account_id":"a1","event":{"type":"message","message_text":"hi"},"timestamp":"t"}"#,
+        )
+        .unwrap();
+        let polled = run(
+            &s,
+            &h,
+            r#"{ "timestamp": "t", "account_name": "Ada", "event": {"message_text": "hi", "type": "message"}, "account_id": "a1" }"#,
+        )
+        .unwrap();
+        assert!(stream.id_synthetic);
+        assert_eq!(stream.event_id, polled.event_id);
+        let other = run(
+            &s,
+            &h,
+            r#"{"account_id":"a1","event":{"type":"message","message_text":"ho"},"timestamp":"t"}"#,
+        )
+        .unwrap();
+        assert_ne!(stream.event_id, other.event_id);
+        assert!(matches!(
+            run(&s, &h, r#"{"event":null,"x":1}"#),
+            Err(ExtractError::NoId(_))
+        ));
+        assert_eq!(
+            Extractor::parse("hash:/a, /b").unwrap().to_string(),
+            "hash:/a,/b"
+        );
+        assert!(Extractor::parse("hash:a").is_err());
     }
 
     #[test]

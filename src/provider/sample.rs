@@ -122,7 +122,9 @@ fn fill(body: &mut Value, headers: &mut HeaderMap, list: &[Extractor], value: &s
                 }
                 return;
             }
-            Extractor::Const(_) | Extractor::Hash | Extractor::Now => return,
+            Extractor::Const(_) | Extractor::Hash | Extractor::HashOf(_) | Extractor::Now => {
+                return;
+            }
             Extractor::Json(_) => {}
         }
     }

@@ -17,6 +17,14 @@ pub(super) fn canonicalize(body: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The canonical bytes of an already parsed value (for content ids).
+pub fn of_value(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write(value, &mut out);
+    out
+}
+
 fn write(value: &Value, out: &mut Vec<u8>) -> serde_json::Result<()> {
     match value {
         Value::Array(items) => {

@@ -28,6 +28,7 @@ mod token;
 #[cfg(test)]
 mod tests;
 
+pub use canonical_json::of_value as canonical_json;
 pub use hmac_template::{HmacScheme, Segment, Template};
 pub use mac::{Algo, Encoding};
 
