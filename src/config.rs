@@ -8,6 +8,7 @@
 //! immutable; a reload builds a new one and swaps it in whole.
 
 mod locate;
+mod pull;
 pub mod units;
 
 use std::collections::{BTreeMap, HashSet};
@@ -18,6 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use locate::KeyPath;
+pub use pull::{Auth, PollConfig, PullConfig, SinceFormat, SseConfig};
 
 use crate::extract::{ExtractSpec, Extractor};
 use crate::provider::{Mode, ProviderKind};
@@ -142,9 +144,11 @@ pub struct SourceConfig {
     pub takeover: bool,
     pub poll_interval: Duration,
     pub idle_timeout: Duration,
+    /// Where and how an SSE or poll source reads (None for push).
+    pub pull: Option<PullConfig>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Backoff {
     pub initial: Duration,
     pub max: Duration,
@@ -269,6 +273,9 @@ struct RawSource {
     takeover: Option<bool>,
     poll_interval: Option<String>,
     idle_timeout: Option<String>,
+    webhook_id: Option<String>,
+    sse: Option<pull::RawSse>,
+    poll: Option<pull::RawPoll>,
 }
 
 #[derive(Deserialize, Default)]
@@ -679,15 +686,17 @@ impl Validator {
         }
         let sig_cfg = match (r.signature, preset.scheme) {
             (Some(s), _) => s,
-            (None, Some(name)) => SignatureConfig {
+            // Pulled events come over our own authenticated request and
+            // carry no signature: the preset's scheme is for pushes.
+            (None, Some(name)) if mode == Mode::Push => SignatureConfig {
                 scheme: name.to_string(),
                 ..Default::default()
             },
-            (None, None) if mode != Mode::Push => SignatureConfig {
+            (None, _) if mode != Mode::Push => SignatureConfig {
                 scheme: "none".into(),
                 ..Default::default()
             },
-            (None, None) => {
+            (None, _) => {
                 return Err((p.key("signature"), "a generic push source needs a signature table, e.g. { scheme = \"hmac\", header = \"X-Signature\" } (or { scheme = \"none\" } with insecure = true)".into()));
             }
         };
@@ -738,7 +747,12 @@ impl Validator {
                 ),
             ));
         }
-        let extract = self.extract(r.extract, &p.key("extract"), &preset.extract, provider)?;
+        let mut preset_extract = preset.extract.clone();
+        if provider == ProviderKind::Linkup && mode != Mode::Push {
+            preset_extract.id =
+                crate::provider::extractors(crate::provider::linkup_hosted::PULL_ID);
+        }
+        let extract = self.extract(r.extract, &p.key("extract"), &preset_extract, provider)?;
         let mut type_aliases: BTreeMap<String, String> = preset
             .aliases
             .iter()
@@ -763,6 +777,24 @@ impl Validator {
                 format!("{pm:?} is not one of: fat, thin"),
             ));
         }
+        let api_base = r
+            .api_base
+            .or(preset.api_base.map(str::to_string))
+            .map(|b| b.trim_end_matches('/').to_string());
+        let pull = pull::validate(
+            pull::SourceSide {
+                provider,
+                mode,
+                api_base: api_base.as_deref(),
+                api_key: api_key.as_ref(),
+                webhook_id: r.webhook_id,
+                poll_interval: r.poll_interval.as_deref(),
+                idle_timeout: r.idle_timeout.as_deref(),
+            },
+            r.sse,
+            r.poll,
+            p,
+        )?;
         Ok(SourceConfig {
             name: r.name,
             provider,
@@ -783,10 +815,7 @@ impl Validator {
             extract,
             type_aliases,
             api_key,
-            api_base: r
-                .api_base
-                .or(preset.api_base.map(str::to_string))
-                .map(|b| b.trim_end_matches('/').to_string()),
+            api_base,
             register: one_of(
                 &p.key("register"),
                 r.register.as_deref(),
@@ -799,16 +828,23 @@ impl Validator {
             account_id: r.account_id,
             payload_mode: r.payload_mode,
             takeover: r.takeover.unwrap_or(false),
-            poll_interval: dur(
-                &p.key("poll_interval"),
-                r.poll_interval.as_deref(),
-                Duration::from_secs(10),
-            )?,
-            idle_timeout: dur(
-                &p.key("idle_timeout"),
-                r.idle_timeout.as_deref(),
-                Duration::from_secs(75),
-            )?,
+            poll_interval: match pull.as_ref().and_then(|c| c.poll.as_ref()) {
+                Some(poll) => poll.interval,
+                None => dur(
+                    &p.key("poll_interval"),
+                    r.poll_interval.as_deref(),
+                    Duration::from_secs(10),
+                )?,
+            },
+            idle_timeout: match pull.as_ref().and_then(|c| c.sse.as_ref()) {
+                Some(sse) => sse.idle_timeout,
+                None => dur(
+                    &p.key("idle_timeout"),
+                    r.idle_timeout.as_deref(),
+                    Duration::from_secs(75),
+                )?,
+            },
+            pull,
         })
     }
 
@@ -860,7 +896,7 @@ impl Validator {
         if let Some(i) = spec
             .ty
             .iter()
-            .position(|e| matches!(e, Extractor::Hash | Extractor::Now))
+            .position(|e| matches!(e, Extractor::Hash | Extractor::HashOf(_) | Extractor::Now))
         {
             return Err((
                 p.key("type").index(i),
@@ -873,7 +909,11 @@ impl Validator {
                 "now cannot give an event id; use hash".into(),
             ));
         }
-        if let Some(i) = spec.time.iter().position(|e| matches!(e, Extractor::Hash)) {
+        if let Some(i) = spec
+            .time
+            .iter()
+            .position(|e| matches!(e, Extractor::Hash | Extractor::HashOf(_)))
+        {
             return Err((
                 p.key("time").index(i),
                 "hash cannot give a time; use now".into(),

@@ -8,6 +8,7 @@
 pub mod generic;
 pub mod linkedapi;
 pub mod linkup;
+pub mod linkup_hosted;
 pub mod linq;
 pub mod sample;
 
