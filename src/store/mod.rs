@@ -7,8 +7,10 @@
 //! The CLI opens the same database directly; SQLite's locking makes that
 //! safe while the daemon runs.
 
+pub mod cursors;
 pub mod deliveries;
 pub mod events;
+pub mod pull_status;
 pub mod rejected;
 pub mod schema;
 pub mod subscriptions;

@@ -97,6 +97,28 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_queue ON deliveries (handler, next_attempt_at, id)
         WHERE status IN ('pending', 'failed');
     "#,
+    // 3: pull sources. A cursor row also holds the time up to which a
+    //    source has everything (`position_at`, where a backfill starts) and
+    //    the SSE Last-Event-ID; both are written with the events they cover.
+    //    `pull_status` is what an operator sees per SSE/poll source.
+    r#"
+    ALTER TABLE cursors ADD COLUMN position_at INTEGER;
+    ALTER TABLE cursors ADD COLUMN last_event_id TEXT;
+
+    CREATE TABLE pull_status (
+        source        TEXT PRIMARY KEY,
+        mode          TEXT    NOT NULL,
+        state         TEXT    NOT NULL,
+        state_since   INTEGER NOT NULL,
+        last_event_at INTEGER,
+        events        INTEGER NOT NULL DEFAULT 0,
+        reconnects    INTEGER NOT NULL DEFAULT 0,
+        polls         INTEGER NOT NULL DEFAULT 0,
+        last_error    TEXT,
+        last_error_at INTEGER,
+        updated_at    INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The version this build writes.
