@@ -1,7 +1,8 @@
 //! Assembling and stopping a running daemon.
 //!
 //! [`Daemon::start`] opens the store, binds (or adopts) the listeners,
-//! starts the push and admin servers, the dispatcher and the pruner, and
+//! starts the push and admin servers, the pull (SSE/poll) sources, the
+//! dispatcher and the pruner, and
 //! returns once all of them are up — that moment is "ready". Tests start
 //! daemons in-process through this; `hookd run` wraps it with signals,
 //! logging and systemd notifications. [`Daemon::shutdown`] drains in the
@@ -25,6 +26,7 @@ use crate::metrics::{Metrics, SharedMetrics};
 use crate::runtime::{Runtime, SharedRuntime};
 use crate::server::{self, Limits};
 use crate::source::ingest::Ingest;
+use crate::source::pull::{self, PullCtx, PullSources};
 use crate::source::push;
 use crate::store::{Store, StoreOptions, events, subscriptions};
 use crate::timefmt;
@@ -44,6 +46,8 @@ pub struct Daemon {
     pub runtime: SharedRuntime,
     dispatcher: Dispatcher,
     push: tokio::sync::Mutex<PushListeners>,
+    /// SSE and poll sources, one task each.
+    pub pull: PullSources,
     admin_stop: CancellationToken,
     background_stop: CancellationToken,
     other_tasks: JoinSet<()>,
@@ -219,6 +223,12 @@ impl Daemon {
             None => None,
         };
 
+        let pull = PullSources::new(PullCtx {
+            ingest: ingest.clone(),
+            http: pull::http_client()?,
+        });
+        pull.reconcile(&cfg).await;
+
         let dispatcher = Dispatcher::new(store.clone(), metrics.clone(), runtime.clone(), wake);
         other_tasks.spawn(dispatcher.clone().run());
         let background_stop = CancellationToken::new();
@@ -236,6 +246,7 @@ impl Daemon {
             runtime,
             dispatcher,
             push: tokio::sync::Mutex::new(push),
+            pull,
             admin_stop,
             background_stop,
             other_tasks,
@@ -243,7 +254,8 @@ impl Daemon {
         })
     }
 
-    /// Swaps in a new config: sources, routes, handlers and push listen
+    /// Swaps in a new config: sources (pull ones started, restarted or
+    /// stopped), routes, handlers and push listen
     /// addresses change at once; in-flight requests and handler runs are
     /// not interrupted. The state directory, TLS files and the admin
     /// address need a restart (the returned notes say so).
@@ -273,6 +285,8 @@ impl Daemon {
         let gone = push.reconcile(&config.server.listen).await?;
         self.runtime.store(Arc::new(Runtime::new(config, &issued)));
         drop(push);
+        let cfg = self.runtime.load().config.clone();
+        self.pull.reconcile(&cfg).await;
         for l in &gone {
             tracing::info!("no longer listening on {}", l.bound);
         }
@@ -296,6 +310,7 @@ impl Daemon {
         self.draining.store(true, Ordering::Relaxed);
         let listeners = std::mem::take(&mut self.push.get_mut().running);
         PushListeners::drain(listeners).await;
+        self.pull.shutdown().await;
         let grace = self.runtime.load().config.daemon.shutdown_grace;
         self.dispatcher.shutdown(grace).await;
         self.background_stop.cancel();

@@ -49,6 +49,7 @@ pub struct Metrics {
     reconnects: Family<Labels, Counter>,
     polls: Family<Labels, Counter>,
     pull_lag: Family<Labels, Gauge>,
+    pull_connected: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -89,6 +90,7 @@ impl Metrics {
             reconnects: Family::default(),
             polls: Family::default(),
             pull_lag: Family::default(),
+            pull_connected: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -167,12 +169,21 @@ impl Metrics {
             "Errors of SSE and poll sources",
             m.pull_errors.clone(),
         );
-        registry.register("sse_reconnects", "SSE reconnections", m.reconnects.clone());
+        registry.register(
+            "pull_reconnects",
+            "SSE reconnections after a lost stream",
+            m.reconnects.clone(),
+        );
         registry.register("polls", "Poll requests made", m.polls.clone());
         registry.register(
             "pull_lag_seconds",
             "Age of the newest event a pull source has seen",
             m.pull_lag.clone(),
+        );
+        registry.register(
+            "pull_connected",
+            "1 while an SSE stream is open or the last poll succeeded",
+            m.pull_connected.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -230,6 +241,11 @@ impl Metrics {
     }
     pub fn pull_lag(&self, source: &str, seconds: i64) {
         self.pull_lag.get_or_create(&src(source)).set(seconds);
+    }
+    pub fn pull_connected(&self, source: &str, up: bool) {
+        self.pull_connected
+            .get_or_create(&src(source))
+            .set(i64::from(up));
     }
 
     /// The registry in Prometheus text exposition format.

@@ -191,7 +191,7 @@ impl Ingest {
     }
 
     /// Counts a refusal and records it in the background (bounded).
-    fn refused(
+    pub(crate) fn refused(
         &self,
         src: &SourceConfig,
         inbound: &Inbound,

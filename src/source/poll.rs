@@ -1,0 +1,578 @@
+//! Poll sources (`mode = "poll"`), and the backfill of SSE sources.
+//!
+//! A poll asks `GET url?since=<cursor>&limit=<n>` and reads the items at the
+//! configured JSON pointer. [`catch_up`] pages from the stored position
+//! until the provider has nothing newer, committing each page together with
+//! the position it reaches, so a crash between pages re-reads at most one
+//! page (and its events are duplicates). Time cursors are re-read with a
+//! small `overlap`, since `since` is exclusive and events sharing a
+//! timestamp can straddle a page boundary. A failed poll (network, 5xx,
+//! 429, an answer that is not the expected JSON) moves nothing and is
+//! retried with backoff, honouring `Retry-After`; 401/403/404 stop the
+//! source, because asking again cannot help.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, StatusCode};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::pull::{self, Item, PullCtx};
+use crate::config::{PollConfig, PullConfig, SinceFormat};
+use crate::dispatch::retry;
+use crate::provider::Mode;
+use crate::secret::Secret;
+use crate::store::cursors::{Advance, Cursor};
+use crate::store::pull_status::{Counts, State};
+use crate::timefmt;
+
+/// Largest poll answer read; beyond it the poll fails (and is retried).
+const MAX_PAGE_BYTES: usize = 32 << 20;
+/// Longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Why a poll produced nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchError {
+    /// The provider refused us (401/403/404): stop, the operator must act.
+    Fatal(String),
+    /// Worth asking again later; `after` is the provider's Retry-After.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Fatal(r) | FetchError::Retry { reason: r, .. } => f.write_str(r),
+        }
+    }
+}
+
+fn retry(reason: impl Into<String>) -> FetchError {
+    FetchError::Retry {
+        reason: reason.into(),
+        after: None,
+    }
+}
+
+/// One item of an answer: the event bytes and where it puts the cursor.
+#[derive(Debug)]
+pub struct PageItem {
+    pub body: Bytes,
+    pub cursor: Option<String>,
+    /// The cursor as a time (unix µs), when it is one.
+    pub at: Option<i64>,
+}
+
+/// The `since` value for a stored position: the time minus the overlap, or
+/// the opaque cursor; None on a source's very first poll (the provider then
+/// answers from the start of what it keeps).
+pub fn since_value(cfg: &PollConfig, cur: &Cursor) -> Option<String> {
+    if cfg.cursor.is_none() {
+        return None;
+    }
+    let t = match cfg.since_format {
+        SinceFormat::Opaque => return cur.cursor.clone(),
+        _ => cur.position_at? - cfg.overlap.as_micros().min(i64::MAX as u128) as i64,
+    };
+    Some(match cfg.since_format {
+        SinceFormat::Unix => t.div_euclid(1_000_000).to_string(),
+        SinceFormat::UnixMs => t.div_euclid(1_000).to_string(),
+        _ => timefmt::format_micros(t),
+    })
+}
+
+/// Reads one page.
+pub async fn fetch(
+    http: &reqwest::Client,
+    cfg: &PollConfig,
+    webhook_id: Option<&str>,
+    key: Option<&Secret>,
+    since: Option<&str>,
+) -> Result<Vec<PageItem>, FetchError> {
+    let mut url = pull::build_url(&cfg.url, webhook_id, &cfg.auth, key).map_err(retry)?;
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(s) = since {
+            q.append_pair(&cfg.since_param, s);
+        }
+        if let Some(l) = &cfg.limit_param {
+            q.append_pair(l, &cfg.limit.to_string());
+        }
+    }
+    let shown = pull::redact(&url);
+    let mut req = http
+        .get(url)
+        .timeout(cfg.timeout)
+        .header(http::header::ACCEPT, "application/json");
+    if let Some((h, v)) = pull::auth_header(&cfg.auth, key).map_err(retry)? {
+        req = req.header(h, v);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| retry(format!("poll of {shown} failed: {}", e.without_url())))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = read_limited(resp, MAX_PAGE_BYTES)
+        .await
+        .map_err(|e| retry(format!("poll of {shown}: {e}")))?;
+    if !status.is_success() {
+        return Err(refusal(status, &headers, &body, &shown));
+    }
+    parse_page(cfg, &body).map_err(|e| retry(format!("poll of {shown}: {e}")))
+}
+
+/// Classifies a non-2xx answer.
+fn refusal(status: StatusCode, headers: &HeaderMap, body: &[u8], shown: &str) -> FetchError {
+    let what = format!("{shown} answered {status}{}", provider_message(body));
+    match status.as_u16() {
+        401 | 403 => FetchError::Fatal(format!("{what}; check the source's api_key")),
+        404 => FetchError::Fatal(format!("{what}; check the URL and the webhook id")),
+        _ => FetchError::Retry {
+            reason: what,
+            after: retry_after(headers),
+        },
+    }
+}
+
+/// `: message` from a JSON error envelope (LinkUp's `{error:{code,message}}`
+/// and the like), or a short clean excerpt of a text body.
+pub fn provider_message(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        let pick = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let parts: Vec<String> = ["/error/code", "/error/message", "/message", "/error"]
+            .iter()
+            .filter_map(|p| pick(p))
+            .collect();
+        if !parts.is_empty() {
+            return format!(": {}", clean(&parts.join(": ")));
+        }
+    }
+    let text = clean(&String::from_utf8_lossy(&body[..body.len().min(200)]));
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
+}
+
+fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// `Retry-After` as seconds or an HTTP date, capped.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let d = match v.parse::<u64>() {
+        Ok(s) => Duration::from_secs(s),
+        Err(_) => {
+            let t = httpdate(v)?;
+            let now = timefmt::now_micros();
+            Duration::from_micros(t.saturating_sub(now).max(0) as u64)
+        }
+    };
+    Some(d.min(MAX_RETRY_AFTER))
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as unix µs.
+fn httpdate(s: &str) -> Option<i64> {
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let t = time::PrimitiveDateTime::parse(s, &fmt).ok()?;
+    Some(timefmt::micros_of(t.assume_utc()))
+}
+
+async fn read_limited(resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| format!("reading the answer failed: {}", e.without_url()))?;
+        if out.len() + chunk.len() > max {
+            return Err(format!("the answer is larger than {max} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// The items of an answer, each with its cursor.
+pub fn parse_page(cfg: &PollConfig, body: &[u8]) -> Result<Vec<PageItem>, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON ({e})"))?;
+    let items = v
+        .pointer(&cfg.items)
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("the answer has no array at {:?}", cfg.items))?;
+    items
+        .iter()
+        .map(|item| {
+            let event = match cfg.body.as_str() {
+                "" => item,
+                p => item.pointer(p).unwrap_or(item),
+            };
+            let cursor = cfg
+                .cursor
+                .as_deref()
+                .and_then(|p| item.pointer(p))
+                .and_then(|c| match c {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                });
+            let at = cursor
+                .as_deref()
+                .and_then(|c| cursor_time(cfg.since_format, c));
+            let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+            Ok(PageItem {
+                body: Bytes::from(body),
+                cursor,
+                at,
+            })
+        })
+        .collect()
+}
+
+fn cursor_time(f: SinceFormat, c: &str) -> Option<i64> {
+    match f {
+        SinceFormat::Opaque => None,
+        SinceFormat::Unix => c.parse::<i64>().ok()?.checked_mul(1_000_000),
+        SinceFormat::UnixMs => c.parse::<i64>().ok()?.checked_mul(1_000),
+        SinceFormat::Rfc3339 => timefmt::parse_lenient(c),
+    }
+}
+
+/// How a catch-up ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaughtUp {
+    pub pages: u32,
+    pub accepted: usize,
+    /// The position reached (unix µs), if the cursor is a time.
+    pub position_at: Option<i64>,
+}
+
+/// Pages from the stored position until the provider has nothing newer.
+/// Each page is committed with the position it reaches.
+pub async fn catch_up(
+    ctx: &PullCtx,
+    name: &str,
+    mode: Mode,
+    pull: &PullConfig,
+    webhook_id: Option<&str>,
+    stop: &CancellationToken,
+) -> Result<CaughtUp, FetchError> {
+    let cfg = pull.poll.as_ref().expect("a poll endpoint");
+    let mut cur = pull::position(ctx, name)
+        .await
+        .map_err(|e| retry(format!("cannot read the stored cursor: {e}")))?;
+    let mut out = CaughtUp {
+        position_at: cur.position_at,
+        ..Default::default()
+    };
+    while !stop.is_cancelled() {
+        let since = since_value(cfg, &cur);
+        ctx.ingest.metrics.polled(name);
+        let mut items = match fetch(
+            &ctx.http,
+            cfg,
+            webhook_id,
+            pull.api_key.as_ref(),
+            since.as_deref(),
+        )
+        .await
+        {
+            Ok(items) => items,
+            Err(e) => {
+                pull::count(
+                    ctx,
+                    name,
+                    Counts {
+                        polls: 1,
+                        ..Default::default()
+                    },
+                )
+                .await;
+                return Err(e);
+            }
+        };
+        out.pages += 1;
+        let n = items.len();
+        if n == 0 {
+            pull::count(
+                ctx,
+                name,
+                Counts {
+                    polls: 1,
+                    ..Default::default()
+                },
+            )
+            .await;
+            return Ok(out);
+        }
+        if cfg.since_format.is_time() {
+            // Oldest first, so events are stored (and dispatched) in order.
+            items.sort_by_key(|i| i.at.unwrap_or(i64::MIN));
+        }
+        let advance = page_advance(&items);
+        let read_at = Instant::now();
+        let batch = items
+            .into_iter()
+            .map(|i| Item {
+                body: i.body,
+                headers: HeaderMap::new(),
+                read_at,
+            })
+            .collect();
+        let done = pull::commit(ctx, name, mode, batch, advance.clone(), false, 1)
+            .await
+            .map_err(|e| retry(format!("the page could not be stored: {e}")))?;
+        out.accepted += done.accepted;
+        if advance.cursor.is_some() {
+            cur.cursor = advance.cursor;
+        }
+        if let Some(p) = advance.position_at {
+            cur.position_at = Some(cur.position_at.map_or(p, |c| c.max(p)));
+        }
+        out.position_at = cur.position_at;
+        let next = since_value(cfg, &cur);
+        let full = cfg.limit_param.is_none() || n >= cfg.limit as usize;
+        if !full || next.is_none() {
+            return Ok(out);
+        }
+        if next == since {
+            if done.accepted == 0 {
+                tracing::warn!(
+                    source = %name,
+                    "a full page ({n} items) ends where it began; more than limit = {} events may share one cursor value, so raise limit",
+                    cfg.limit
+                );
+            }
+            return Ok(out);
+        }
+    }
+    Ok(out)
+}
+
+/// Where a page moves the position: the newest item's cursor.
+fn page_advance(items: &[PageItem]) -> Advance {
+    let newest = items
+        .iter()
+        .filter(|i| i.at.is_some())
+        .max_by_key(|i| i.at)
+        .or_else(|| items.iter().rev().find(|i| i.cursor.is_some()));
+    Advance {
+        cursor: newest.and_then(|i| i.cursor.clone()),
+        position_at: newest.and_then(|i| i.at),
+        last_event_id: None,
+    }
+}
+
+/// Warns when the position is older than the provider keeps events.
+pub fn warn_if_expired(name: &str, cfg: &PollConfig, cur: &Cursor) -> bool {
+    let (Some(ret), Some(pos)) = (cfg.retention, cur.position_at) else {
+        return false;
+    };
+    let age = timefmt::now_micros().saturating_sub(pos);
+    if age <= ret.as_micros().min(i64::MAX as u128) as i64 {
+        return false;
+    }
+    tracing::warn!(
+        source = %name,
+        "the cursor is {} old, beyond the provider's retention of {}: events older than that may have expired and cannot be fetched",
+        humantime::format_duration(Duration::from_secs((age / 1_000_000) as u64)),
+        humantime::format_duration(ret)
+    );
+    true
+}
+
+/// The poll source's loop: catch up, sleep `interval`, again; back off on errors.
+pub async fn run(ctx: &PullCtx, name: &str, pull: &PullConfig, stop: &CancellationToken) {
+    let cfg = pull
+        .poll
+        .as_ref()
+        .expect("validated: a poll source has a poll table");
+    pull::status(ctx, name, Mode::Poll, State::Connecting, None).await;
+    let Some(id) = pull::webhook_id(ctx, name, Mode::Poll, pull, stop).await else {
+        return;
+    };
+    if let Ok(cur) = pull::position(ctx, name).await {
+        warn_if_expired(name, cfg, &cur);
+    }
+    let mut attempt = 0u32;
+    loop {
+        let wait = match catch_up(ctx, name, Mode::Poll, pull, id.as_deref(), stop).await {
+            Ok(_) => {
+                attempt = 0;
+                ctx.ingest.metrics.pull_connected(name, true);
+                pull::status(ctx, name, Mode::Poll, State::Idle, None).await;
+                cfg.interval
+            }
+            Err(FetchError::Fatal(msg)) => {
+                tracing::error!(source = %name, "poll source stopped: {msg}");
+                ctx.ingest.metrics.pull_error(name);
+                ctx.ingest.metrics.pull_connected(name, false);
+                pull::status(ctx, name, Mode::Poll, State::Stopped, Some(&msg)).await;
+                return;
+            }
+            Err(FetchError::Retry { reason, after }) => {
+                attempt += 1;
+                let wait = after.unwrap_or_else(|| retry::delay(&cfg.backoff, attempt));
+                tracing::warn!(
+                    source = %name,
+                    "poll failed, retrying in {}: {reason}",
+                    humantime::format_duration(round_ms(wait))
+                );
+                ctx.ingest.metrics.pull_error(name);
+                ctx.ingest.metrics.pull_connected(name, false);
+                pull::status(ctx, name, Mode::Poll, State::Backoff, Some(&reason)).await;
+                wait
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+pub(super) fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Auth, Backoff};
+
+    fn cfg(format: SinceFormat) -> PollConfig {
+        PollConfig {
+            url: "http://127.0.0.1:1/events".into(),
+            auth: Auth::default(),
+            items: "/data/items".into(),
+            body: "/event".into(),
+            cursor: Some("/created_at".into()),
+            since_param: "since".into(),
+            limit_param: Some("limit".into()),
+            limit: 2,
+            interval: Duration::from_secs(1),
+            overlap: Duration::from_secs(2),
+            retention: Some(Duration::from_secs(3600)),
+            since_format: format,
+            timeout: Duration::from_secs(1),
+            backoff: Backoff {
+                initial: Duration::from_millis(10),
+                max: Duration::from_millis(100),
+            },
+        }
+    }
+
+    const T: i64 = 1_747_863_000_000_000; // 2025-05-21T21:30:00Z
+
+    #[test]
+    fn since_subtracts_the_overlap_in_each_format() {
+        let cur = Cursor {
+            cursor: Some("c9".into()),
+            position_at: Some(T),
+            ..Default::default()
+        };
+        assert_eq!(
+            since_value(&cfg(SinceFormat::Rfc3339), &cur).as_deref(),
+            Some("2025-05-21T21:29:58.000000Z")
+        );
+        assert_eq!(
+            since_value(&cfg(SinceFormat::Unix), &cur).as_deref(),
+            Some("1747862998")
+        );
+        assert_eq!(
+            since_value(&cfg(SinceFormat::UnixMs), &cur).as_deref(),
+            Some("1747862998000")
+        );
+        assert_eq!(
+            since_value(&cfg(SinceFormat::Opaque), &cur).as_deref(),
+            Some("c9")
+        );
+        assert_eq!(
+            since_value(&cfg(SinceFormat::Rfc3339), &Cursor::default()),
+            None
+        );
+    }
+
+    #[test]
+    fn parses_linkup_shaped_pages_and_refuses_garbage() {
+        let body = br#"{"success":true,"data":{"items":[
+            {"event_id":"e2","event":{"account_id":"a","event":{"type":"message"},"timestamp":"x"},"created_at":"2025-05-21T21:30:01.000000"},
+            {"event_id":"e1","event":{"account_id":"a","event":{"type":"message"},"timestamp":"y"},"created_at":"2025-05-21T21:30:00.000000"}]}}"#;
+        let items = parse_page(&cfg(SinceFormat::Rfc3339), body).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1].at, Some(T));
+        let ev: Value = serde_json::from_slice(&items[0].body).unwrap();
+        assert_eq!(ev["account_id"], "a", "the stored body is the item's event");
+        let adv = page_advance(&items);
+        assert_eq!(adv.position_at, Some(T + 1_000_000));
+        assert_eq!(adv.cursor.as_deref(), Some("2025-05-21T21:30:01.000000"));
+        assert!(parse_page(&cfg(SinceFormat::Rfc3339), b"<html>").is_err());
+        assert!(parse_page(&cfg(SinceFormat::Rfc3339), br#"{"data":{}}"#).is_err());
+    }
+
+    #[test]
+    fn classifies_refusals_and_reads_retry_after() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let body = br#"{"success":false,"error":{"code":"INVALID_API_KEY","message":"bad key"}}"#;
+        let e = refusal(StatusCode::FORBIDDEN, &h, body, "http://x/events");
+        assert_eq!(
+            e,
+            FetchError::Fatal(
+                "http://x/events answered 403 Forbidden: INVALID_API_KEY: bad key; check the source's api_key".into()
+            )
+        );
+        let e = refusal(StatusCode::TOO_MANY_REQUESTS, &h, b"slow down", "u");
+        assert_eq!(
+            e,
+            FetchError::Retry {
+                reason: "u answered 429 Too Many Requests: slow down".into(),
+                after: Some(Duration::from_secs(7))
+            }
+        );
+        h.insert(
+            http::header::RETRY_AFTER,
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a past date means now"
+        );
+    }
+
+    #[test]
+    fn warns_only_past_retention() {
+        let c = cfg(SinceFormat::Rfc3339);
+        let fresh = Cursor {
+            position_at: Some(timefmt::now_micros() - 1_000_000),
+            ..Default::default()
+        };
+        let old = Cursor {
+            position_at: Some(timefmt::now_micros() - 7_200_000_000),
+            ..Default::default()
+        };
+        assert!(!warn_if_expired("s", &c, &fresh));
+        assert!(warn_if_expired("s", &c, &old));
+    }
+}
