@@ -37,7 +37,15 @@ backoff = {{ initial = "50ms", max = "300ms" }}
 
 /// A LinkUp hosted-mode source on the simulator; `extra` goes into the
 /// source table (e.g. a webhook_id) before the sub-tables.
-fn linkup(sim: &Sim, name: &str, mode: &str, key: &str, extra: &str, limit: u32, interval: &str) -> String {
+fn linkup(
+    sim: &Sim,
+    name: &str,
+    mode: &str,
+    key: &str,
+    extra: &str,
+    limit: u32,
+    interval: &str,
+) -> String {
     let sse = if mode == "sse" {
         "[source.sse]\nidle_timeout = \"10s\"\nbackoff = { initial = \"50ms\", max = \"300ms\" }\n"
     } else {
@@ -102,7 +110,10 @@ fn status(db: &rusqlite::Connection, source: &str) -> Option<(String, Option<Str
 }
 
 /// (cursor, position_at, last_event_id) of a source.
-fn cursor(db: &rusqlite::Connection, source: &str) -> (Option<String>, Option<i64>, Option<String>) {
+fn cursor(
+    db: &rusqlite::Connection,
+    source: &str,
+) -> (Option<String>, Option<i64>, Option<String>) {
     db.query_row(
         "SELECT cursor, position_at, last_event_id FROM cursors WHERE source = ?1",
         [source],
@@ -138,7 +149,10 @@ async fn sse_events_are_stored_and_dispatched_once_across_reconnects() {
     let reqs = sim.requests("/stream");
     assert_eq!(reqs[0].last_event_id, None);
     assert_eq!(reqs[1].last_event_id.as_deref(), Some("3"));
-    assert!(reqs.iter().all(|r| r.authorized), "Authorization: Bearer sent");
+    assert!(
+        reqs.iter().all(|r| r.authorized),
+        "Authorization: Bearer sent"
+    );
     assert_eq!(
         count(&db, "SELECT SUM(duplicates) FROM events"),
         1,
@@ -174,7 +188,11 @@ async fn sse_drop_mid_event_stores_no_half_event_and_resumes() {
     wait_events(&dir, "feed", 4).await;
     let db = td.db();
     assert_eq!(stored_seqs(&db, "feed"), [1, 2, 3, 4]);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM rejected"), 0, "no half event reached extraction");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM rejected"),
+        0,
+        "no half event reached extraction"
+    );
     let ids: Vec<Option<String>> = sim
         .requests("/stream")
         .into_iter()
@@ -302,14 +320,14 @@ async fn unauthorized_stops_sse_and_poll_sources_with_a_clear_error() {
     let td = TestDaemon::start(&body).await;
     let db = td.db();
     for name in ["lu-sse", "lu-poll"] {
-        let (state, err, _) = eventually(LONG, || {
-            status(&db, name).filter(|s| s.0 == "stopped")
-        })
-        .await;
+        let (state, err, _) =
+            eventually(LONG, || status(&db, name).filter(|s| s.0 == "stopped")).await;
         assert_eq!(state, "stopped");
         let err = err.unwrap();
         assert!(
-            err.contains("401 Unauthorized") && err.contains("INVALID_API_KEY") && err.contains("api_key"),
+            err.contains("401 Unauthorized")
+                && err.contains("INVALID_API_KEY")
+                && err.contains("api_key"),
             "{err}"
         );
         assert!(!err.contains("wrong-key"), "the key is never shown: {err}");
@@ -360,9 +378,20 @@ async fn poll_pages_until_empty_in_order_with_overlap() {
     eventually(LONG, || status(&db, "lu").filter(|s| s.0 == "idle")).await;
     assert_eq!(stored_seqs(&db, "lu"), (1..=13).collect::<Vec<_>>());
     let reqs = sim.requests("/events");
-    assert_eq!(reqs.len(), 7, "pages of 3 re-reading one, then a short page");
-    assert!(reqs.iter().all(|r| r.query.get("limit").map(String::as_str) == Some("3")));
-    assert_eq!(reqs[0].query.get("since"), None, "first poll: everything kept");
+    assert_eq!(
+        reqs.len(),
+        7,
+        "pages of 3 re-reading one, then a short page"
+    );
+    assert!(
+        reqs.iter()
+            .all(|r| r.query.get("limit").map(String::as_str) == Some("3"))
+    );
+    assert_eq!(
+        reqs[0].query.get("since"),
+        None,
+        "first poll: everything kept"
+    );
     assert_eq!(
         reqs[1].query.get("since").map(String::as_str),
         Some(hookd::timefmt::format_micros(times[2] - 2_000_000).as_str())
@@ -412,7 +441,11 @@ async fn poll_errors_are_retried_without_moving_the_cursor() {
     assert_eq!(stored_seqs(&db, "lu"), [1, 2, 3, 4, 5]);
     assert_eq!(cursor(&db, "lu").1, Some(sim.events()[4].created_at));
     let polls: i64 = db
-        .query_row("SELECT polls FROM pull_status WHERE source = 'lu'", [], |r| r.get(0))
+        .query_row(
+            "SELECT polls FROM pull_status WHERE source = 'lu'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert!(polls >= 5, "{polls}");
     td.stop().await;
@@ -442,7 +475,11 @@ async fn poll_sigkill_between_pages_loses_nothing_and_dispatches_nothing_twice()
     // Page 1 committed and its handlers done: now between pages.
     let db = db_at(dir.path());
     eventually(LONG, || {
-        (count(&db, "SELECT COUNT(*) FROM deliveries WHERE status = 'succeeded'") == 3).then_some(())
+        (count(
+            &db,
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'succeeded'",
+        ) == 3)
+            .then_some(())
     })
     .await;
     assert_eq!(lines(&out).len(), 3);
@@ -450,7 +487,11 @@ async fn poll_sigkill_between_pages_loses_nothing_and_dispatches_nothing_twice()
     sim.release_held();
     let p = Proc::spawn(&cfg, &[]);
     eventually(LONG, || {
-        (count(&db, "SELECT COUNT(*) FROM deliveries WHERE status = 'succeeded'") == 9).then_some(())
+        (count(
+            &db,
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'succeeded'",
+        ) == 9)
+            .then_some(())
     })
     .await;
     assert_eq!(stored_seqs(&db, "lu"), (1..=9).collect::<Vec<_>>());
@@ -485,7 +526,11 @@ async fn reload_starts_and_stops_pull_sources() {
     daemon.reload(cfg).await.unwrap();
     assert_eq!(daemon.pull.names().await, ["lu"]);
     wait_events(td.dir.path(), "lu", 2).await;
-    let without = format!("{}{}", base_config(td.dir.path()), generic_source("push", "k"));
+    let without = format!(
+        "{}{}",
+        base_config(td.dir.path()),
+        generic_source("push", "k")
+    );
     let cfg = hookd::config::parse(&without, &td.config_path).unwrap();
     daemon.reload(cfg).await.unwrap();
     assert!(daemon.pull.names().await.is_empty());

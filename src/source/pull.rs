@@ -88,7 +88,9 @@ pub async fn commit(
     let src = &rt.config.sources[idx];
     let received_at = timefmt::now_micros();
     let mut out = Committed::default();
-    let mut rows: Vec<(NewEvent, Instant)> = Vec::with_capacity(items.len());
+    let mut rows: Vec<NewEvent> = Vec::with_capacity(items.len());
+    // Per stored row: when it was read, and whether it has handlers.
+    let mut meta: Vec<(Instant, bool)> = Vec::with_capacity(items.len());
     for item in items {
         ingest.metrics.received(name);
         let inbound = Inbound {
@@ -120,7 +122,8 @@ pub async fn commit(
             Ok(e) => {
                 let at = e.occurred_at.unwrap_or(e.received_at);
                 out.newest = Some(out.newest.map_or(at, |n| n.max(at)));
-                rows.push((e, inbound.started));
+                meta.push((inbound.started, !e.handlers.is_empty()));
+                rows.push(e);
             }
             Err(e) => {
                 ingest.refused(src, &inbound, 422, e.code(), &e.to_string());
@@ -138,7 +141,7 @@ pub async fn commit(
         last_event_at: out.newest,
     };
     let source = name.to_string();
-    let events: Vec<NewEvent> = rows.iter().map(|(e, _)| e.clone()).collect();
+    let events = rows;
     let results = ingest
         .store
         .write(move |c| {
@@ -152,13 +155,14 @@ pub async fn commit(
         })
         .await?;
     let mut wake = false;
-    for ((event, started), r) in rows.iter().zip(results) {
+    let stored = meta.len() as u64;
+    for ((started, routed), r) in meta.into_iter().zip(results) {
         let latency = started.elapsed().as_secs_f64();
         match r {
             Ingested::Accepted { deliveries, .. } => {
                 ingest.metrics.accepted(name, latency);
                 out.accepted += 1;
-                wake |= deliveries > 0 || !event.handlers.is_empty();
+                wake |= deliveries > 0 || routed;
             }
             Ingested::Duplicate { .. } => {
                 ingest.metrics.duplicate(name, latency);
@@ -166,7 +170,7 @@ pub async fn commit(
             }
         }
     }
-    ingest.metrics.pulled(name, rows.len() as u64);
+    ingest.metrics.pulled(name, stored);
     if let Some(n) = out.newest {
         ingest
             .metrics

@@ -46,7 +46,10 @@ pub enum SseAction {
     Status(u16),
     /// Send these chunks one by one (paced), then stream normally
     /// (`then_close = false`) or close.
-    Raw { chunks: Vec<Vec<u8>>, then_close: bool },
+    Raw {
+        chunks: Vec<Vec<u8>>,
+        then_close: bool,
+    },
     /// Stream `after` events, then these bytes (part of an event), then close.
     DropMid { after: usize, partial: Vec<u8> },
 }
@@ -55,7 +58,10 @@ pub enum SseAction {
 #[derive(Clone, Debug)]
 pub enum PollAction {
     Normal,
-    Status { code: u16, retry_after: Option<String> },
+    Status {
+        code: u16,
+        retry_after: Option<String>,
+    },
     /// 200 with a body that is not JSON.
     Garbage,
     /// Answer normally only once `release_held` is called.
@@ -286,8 +292,7 @@ fn error(code: u16, retry_after: Option<&str>) -> Response {
     )
         .into_response();
     if let Some(ra) = retry_after {
-        r.headers_mut()
-            .insert("retry-after", ra.parse().unwrap());
+        r.headers_mut().insert("retry-after", ra.parse().unwrap());
     }
     r
 }
@@ -351,7 +356,14 @@ async fn linkup_stream(
     if id != WEBHOOK_ID {
         return error(404, None);
     }
-    open_stream(st, Shape::Linkup, &format!("/v2/webhooks/{id}/stream"), q, h).await
+    open_stream(
+        st,
+        Shape::Linkup,
+        &format!("/v2/webhooks/{id}/stream"),
+        q,
+        h,
+    )
+    .await
 }
 
 async fn open_stream(
@@ -515,7 +527,9 @@ async fn linkup_events(
     match action {
         PollAction::Normal => {}
         PollAction::Status { code, retry_after } => return error(code, retry_after.as_deref()),
-        PollAction::Garbage => return (StatusCode::OK, "<html>upstream hiccup</html>").into_response(),
+        PollAction::Garbage => {
+            return (StatusCode::OK, "<html>upstream hiccup</html>").into_response();
+        }
         PollAction::Hold => {
             let released = st.shared.released.notified();
             st.shared.held.fetch_add(1, Ordering::SeqCst);
