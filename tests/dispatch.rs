@@ -890,11 +890,31 @@ async fn sigterm_lets_a_running_handler_finish_and_leaves_the_rest_pending() {
     let stuck = sh_script(
         dir,
         "stuck",
-        "touch started-$HOOKD_EVENT_ID\n[ -e release ] && exit 0\nsleep 1000\n",
+        "[ -e release ] && exit 0\ntouch started-$HOOKD_EVENT_ID\nsleep 1000\n",
     );
+    // A stream handler that holds its answer unless released.
+    let held = python(&write_script(
+        dir,
+        "held.py",
+        r#"
+import json, os, sys
+for line in sys.stdin:
+    ev = json.loads(line)
+    if os.path.exists("release"):
+        print(json.dumps({"id": ev["id"], "ok": True}), flush=True)
+    else:
+        open("started-" + ev["event_id"], "w").close()
+"#,
+    ));
     let body = format!(
-        "{}{}{}",
+        "{}{}{}{}",
         generic_source("s", KEY),
+        handler(
+            "held",
+            &["held"],
+            &held,
+            "kind = \"stream\"\ntimeout = \"300s\""
+        ),
         handler("finish", &["finish"], &finish, "timeout = \"300s\""),
         handler(
             "stuck",
@@ -911,8 +931,10 @@ async fn sigterm_lets_a_running_handler_finish_and_leaves_the_rest_pending() {
     for id in ["s1", "s2", "s3"] {
         send(&c, &base, "s", event(id, "stuck")).await;
     }
-    wait_exists(dir.join("started-f1")).await;
-    wait_exists(dir.join("started-s1")).await;
+    send(&c, &base, "s", event("q1", "held")).await;
+    for id in ["f1", "s1", "q1"] {
+        wait_exists(dir.join(format!("started-{id}"))).await;
+    }
     p.signal(libc::SIGTERM);
     p.wait_for("STOPPING=1");
     std::fs::write(dir.join("release"), "").unwrap();
@@ -934,6 +956,11 @@ async fn sigterm_lets_a_running_handler_finish_and_leaves_the_rest_pending() {
             ("pending".into(), 0, false)
         );
     }
+    assert_eq!(
+        delivery(dir, "q1", "held").unwrap(),
+        ("pending".into(), 1, false),
+        "an unanswered stream event is handed back too"
+    );
 
     let p = Proc::spawn(&cfg, &[]);
     all_settled(dir).await;
@@ -942,6 +969,10 @@ async fn sigterm_lets_a_running_handler_finish_and_leaves_the_rest_pending() {
     }
     assert_eq!(
         outcomes(&attempts(dir, "s1", "stuck")),
+        [(1, "interrupted"), (2, "ok")]
+    );
+    assert_eq!(
+        outcomes(&attempts(dir, "q1", "held")),
         [(1, "interrupted"), (2, "ok")]
     );
     drop(p);
