@@ -324,8 +324,10 @@ impl Dispatcher {
 
     /// Stores the attempt and decides what comes next; in the same commit,
     /// claims the handler's next due delivery for this slot (unless the
-    /// dispatcher is stopping) and returns it. Retries the write a few
-    /// times; if the store stays down, the delivery remains `running` and is
+    /// dispatcher is stopping) and returns it. Keeps retrying the write
+    /// (backing off to every 5 s) while the store is down, holding the slot:
+    /// nothing else could be recorded meanwhile. Only when the dispatcher
+    /// stops does it give up; the delivery then stays `running` and is
     /// recovered as interrupted at the next start.
     async fn record(&self, h: &HandlerConfig, c: &Claimed, rec: AttemptRecord) -> Option<Claimed> {
         let ok = rec.outcome == "ok";
@@ -351,7 +353,13 @@ impl Dispatcher {
             tracing::info!(handler = %h.name, event = c.event, attempt = c.attempt, ?next, "handler run failed: {}", rec.summary);
         }
         let rec = Arc::new(rec);
-        for wait_ms in [0, 100, 400, 1000, 2000] {
+        let waits = [0, 100, 400, 1000, 2000]
+            .into_iter()
+            .chain(std::iter::repeat(5000));
+        for (tries, wait_ms) in waits.enumerate() {
+            if tries >= 5 && self.inner.stop.is_cancelled() {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             let (r, d) = (rec.clone(), c.delivery);
             let now = timefmt::now_micros();
@@ -380,7 +388,7 @@ impl Dispatcher {
                 }
             }
         }
-        tracing::error!(handler = %h.name, delivery = c.delivery, "giving up recording the attempt; it will be retried after a restart");
+        tracing::error!(handler = %h.name, delivery = c.delivery, "stopping with the attempt unrecorded; it will be retried after a restart");
         None
     }
 
