@@ -726,9 +726,9 @@ impl Validator {
             secret_refs.push(r);
             secrets.push(v);
         }
-        // A provider that issues its own secret (LinkUp) may have none in the
-        // config: `hookd register` persists it in the state directory.
-        let issues_secret = provider == ProviderKind::Linkup;
+        // A provider that issues its own secret (LinkUp, Linked API) may have
+        // none in the config: `hookd register` persists it in the state directory.
+        let issues_secret = provider.issues_secret();
         if scheme.requires_secret() && secrets.is_empty() && mode == Mode::Push && !issues_secret {
             return Err((
                 p.key("secret"),

@@ -13,12 +13,15 @@ use arc_swap::ArcSwap;
 
 use crate::config::{Config, SourceConfig};
 use crate::provider::Mode;
+use crate::store::{Store, StoreError, subscriptions};
 use crate::verify::Key;
 
 pub struct Runtime {
     pub config: Arc<Config>,
     by_path: HashMap<String, usize>,
     keys: Vec<Vec<Key>>,
+    /// Fingerprint of the issued secrets the keys were built from.
+    issued: [u8; 32],
 }
 
 pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
@@ -51,6 +54,7 @@ impl Runtime {
             config: Arc::new(config),
             by_path,
             keys,
+            issued: fingerprint(issued),
         }
     }
 
@@ -71,5 +75,46 @@ impl Runtime {
     /// Every key a source accepts: configured secrets first, then issued ones.
     pub fn keys(&self, source: usize) -> &[Key] {
         self.keys.get(source).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// A digest of the issued secrets (never shown; only compared).
+fn fingerprint(issued: &HashMap<String, Vec<Vec<u8>>>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut names: Vec<&String> = issued.keys().collect();
+    names.sort();
+    let mut h = Sha256::new();
+    for n in names {
+        h.update((n.len() as u64).to_be_bytes());
+        h.update(n.as_bytes());
+        for s in &issued[n] {
+            h.update((s.len() as u64).to_be_bytes());
+            h.update(s);
+        }
+    }
+    h.finalize().into()
+}
+
+/// Loads secrets providers issued since the runtime was built (by `hookd
+/// register` in another process, or the daemon's own auto-registration)
+/// and swaps in a runtime that accepts them. Returns the runtime now in
+/// effect, or `None` when nothing had changed.
+pub async fn refresh_issued(
+    shared: &SharedRuntime,
+    store: &Store,
+) -> Result<Option<Arc<Runtime>>, StoreError> {
+    let issued = store.read(subscriptions::issued_secrets).await?;
+    let current = shared.load_full();
+    if current.issued == fingerprint(&issued) {
+        return Ok(None);
+    }
+    let fresh = Arc::new(Runtime::new((*current.config).clone(), &issued));
+    let prev = shared.compare_and_swap(&current, fresh.clone());
+    if Arc::ptr_eq(&prev, &current) {
+        tracing::info!("loaded new provider-issued secrets");
+        Ok(Some(fresh))
+    } else {
+        // A reload won the race; it read the secrets itself.
+        Ok(Some(shared.load_full()))
     }
 }
