@@ -29,6 +29,11 @@ pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
 impl Runtime {
     /// `issued` maps a source name to secrets its provider issued (newest last).
     pub fn new(config: Config, issued: &HashMap<String, Vec<Vec<u8>>>) -> Runtime {
+        Self::build(Arc::new(config), issued)
+    }
+
+    /// The same config with another set of issued secrets.
+    fn build(config: Arc<Config>, issued: &HashMap<String, Vec<Vec<u8>>>) -> Runtime {
         let by_path = config
             .sources
             .iter()
@@ -51,7 +56,7 @@ impl Runtime {
             })
             .collect();
         Runtime {
-            config: Arc::new(config),
+            config,
             by_path,
             keys,
             issued: fingerprint(issued),
@@ -108,7 +113,7 @@ pub async fn refresh_issued(
     if current.issued == fingerprint(&issued) {
         return Ok(None);
     }
-    let fresh = Arc::new(Runtime::new((*current.config).clone(), &issued));
+    let fresh = Arc::new(Runtime::build(current.config.clone(), &issued));
     let prev = shared.compare_and_swap(&current, fresh.clone());
     if Arc::ptr_eq(&prev, &current) {
         tracing::info!("loaded new provider-issued secrets");

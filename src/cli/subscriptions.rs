@@ -48,6 +48,9 @@ pub fn subscriptions(cfg: &Config, a: SubscriptionsArgs) -> anyhow::Result<ExitC
             }
         }
     }
+    if failed && all.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
     print_rows(
         &all,
         a.json,

@@ -15,8 +15,8 @@ use serde_json::{Map, Value, json};
 
 use super::client::{ApiClient, Idempotence};
 use super::{
-    Action, Caps, ManageError, Recovered, Registered, Remote, Want, has_secret_for, id_of, persist,
-    strings,
+    Action, CREATE_ROUNDS, Caps, ManageError, Recovered, Registered, Remote, Want, has_secret_for,
+    id_of, persist, strings,
 };
 use crate::store::Store;
 use crate::store::subscriptions::Registration;
@@ -67,24 +67,40 @@ impl LinkedApi {
         stored: Option<&Registration>,
     ) -> Result<Registered, ManageError> {
         let url = self.url()?.to_string();
-        match self.list().await?.into_iter().next() {
-            Some(w) if w.url.as_deref() == Some(url.as_str()) => self.adopt(store, w, stored).await,
-            Some(w) if !self.want.takeover => Err(ManageError::Refused(format!(
-                "Linked API allows one webhook per client, and it ({}) points at {}; set takeover = true on source {} to replace it (its pending deliveries are dropped)",
-                w.id,
-                w.url.as_deref().unwrap_or("-"),
-                self.want.source
-            ))),
-            Some(w) => {
-                self.call("delete", json!({ "id": w.id }), Idempotence::Safe)
-                    .await?;
-                let mut r = self.set(store).await?;
-                r.action = Action::Replaced {
-                    previous: w.url.unwrap_or_default(),
-                };
-                Ok(r)
+        let mut round = 0;
+        loop {
+            round += 1;
+            let result = match self.list().await?.into_iter().next() {
+                Some(w) if w.url.as_deref() == Some(url.as_str()) => {
+                    return self.adopt(store, w, stored).await;
+                }
+                Some(w) if !self.want.takeover => {
+                    return Err(ManageError::Refused(format!(
+                        "Linked API allows one webhook per client, and it ({}) points at {}; set takeover = true on source {} to replace it (its pending deliveries are dropped)",
+                        w.id,
+                        w.url.as_deref().unwrap_or("-"),
+                        self.want.source
+                    )));
+                }
+                Some(w) => {
+                    self.call("delete", json!({ "id": w.id }), Idempotence::Safe)
+                        .await?;
+                    self.set(store).await.map(|mut r| {
+                        r.action = Action::Replaced {
+                            previous: w.url.unwrap_or_default(),
+                        };
+                        r
+                    })
+                }
+                None => self.set(store).await,
+            };
+            match result {
+                // `set` may have happened (a second one would be refused): look again.
+                Err(ManageError::Api(e)) if e.maybe_applied() && round < CREATE_ROUNDS => {
+                    tracing::info!(source = %self.want.source, "Linked API set failed ({e}); looking again");
+                }
+                other => return other,
             }
-            None => self.set(store).await,
         }
     }
 
@@ -97,19 +113,7 @@ impl LinkedApi {
         if ask_signing {
             body["signingEnabled"] = json!(true);
         }
-        let result = match self.call("set", body, Idempotence::Unsafe).await {
-            Ok(r) => r,
-            Err(ManageError::Api(e)) if e.maybe_applied() => {
-                // `set` may have happened; a second one would be refused.
-                return match self.list().await?.into_iter().next() {
-                    Some(w) if w.url.as_deref() == self.want.url.as_deref() => {
-                        self.adopt(store, w, None).await
-                    }
-                    _ => Err(e.into()),
-                };
-            }
-            Err(e) => return Err(e),
-        };
+        let result = self.call("set", body, Idempotence::Unsafe).await?;
         let webhook = result.get("webhook").unwrap_or(&result);
         let remote = parse_webhook(webhook).ok_or_else(|| {
             ManageError::Unexpected("Linked API set the webhook but its answer has no id".into())

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 
 use super::client::{ApiClient, ApiError, Idempotence};
 use super::{
-    Action, Caps, ManageError, Registered, Remote, Want, has_secret_for, id_of, persist,
-    same_events, strings,
+    Action, CREATE_ROUNDS, Caps, ManageError, Registered, Remote, Want, has_secret_for, id_of,
+    persist, same_events, strings,
 };
 use crate::store::Store;
 use crate::store::subscriptions::Registration;
@@ -57,18 +57,19 @@ impl Linkup {
         stored: Option<&Registration>,
     ) -> Result<Registered, ManageError> {
         let stored_id = stored.and_then(|r| r.remote_id.as_deref());
-        if let Some(r) = self.find(stored_id).await? {
-            return self.adopt(store, r, stored).await;
-        }
-        match self.create(store).await {
-            Err(ManageError::Api(e)) if e.maybe_applied() => {
-                // The create may have happened; look before trying again.
-                match self.find(stored_id).await? {
-                    Some(r) => self.adopt(store, r, stored).await,
-                    None => Err(e.into()),
-                }
+        let mut round = 0;
+        loop {
+            round += 1;
+            if let Some(r) = self.find(stored_id).await? {
+                return self.adopt(store, r, stored).await;
             }
-            other => other,
+            match self.create(store).await {
+                // The create may have happened: look again before retrying.
+                Err(ManageError::Api(e)) if e.maybe_applied() && round < CREATE_ROUNDS => {
+                    tracing::info!(source = %self.want.source, "LinkUp create failed ({e}); looking again");
+                }
+                other => return other,
+            }
         }
     }
 

@@ -12,7 +12,8 @@ use serde_json::{Map, Value, json};
 
 use super::client::{ApiClient, ApiError, Idempotence};
 use super::{
-    Action, Caps, ManageError, Registered, Remote, Want, id_of, persist, same_events, strings,
+    Action, CREATE_ROUNDS, Caps, ManageError, Registered, Remote, Want, id_of, persist,
+    same_events, strings,
 };
 use crate::store::Store;
 use crate::store::subscriptions::Registration;
@@ -85,29 +86,30 @@ impl Linq {
         stored: Option<&Registration>,
     ) -> Result<Registered, ManageError> {
         let stored_id = stored.and_then(|r| r.remote_id.as_deref());
-        let found = self.ours(stored_id).await?;
-        if let Some(first) = found.first() {
-            return self.update(store, first.clone(), &found[1..]).await;
-        }
-        let created = self
-            .api
-            .call(
-                Method::POST,
-                PATH,
-                Some(&self.body(true)),
-                Idempotence::Unsafe,
-            )
-            .await;
-        let a = match created {
-            Ok(a) => a,
-            Err(e) if e.maybe_applied() => {
-                let found = self.ours(stored_id).await?;
-                return match found.first() {
-                    Some(first) => self.update(store, first.clone(), &found[1..]).await,
-                    None => Err(e.into()),
-                };
+        let mut round = 0;
+        let a = loop {
+            round += 1;
+            let found = self.ours(stored_id).await?;
+            if let Some(first) = found.first() {
+                return self.update(store, first.clone(), &found[1..]).await;
             }
-            Err(e) => return Err(e.into()),
+            match self
+                .api
+                .call(
+                    Method::POST,
+                    PATH,
+                    Some(&self.body(true)),
+                    Idempotence::Unsafe,
+                )
+                .await
+            {
+                Ok(a) => break a,
+                // The create may have happened: look again before retrying.
+                Err(e) if e.maybe_applied() && round < CREATE_ROUNDS => {
+                    tracing::info!(source = %self.want.source, "Linq create failed ({e}); looking again");
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         let remote = answer_subscription(&a.json)?;
         persist(store, &self.want, &remote, None).await?;

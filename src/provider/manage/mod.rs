@@ -26,6 +26,11 @@ use crate::store::Store;
 use crate::store::subscriptions::{self, Registration};
 use crate::timefmt;
 
+/// How often `register` looks and creates again when a create answered
+/// 5xx or not at all (it may or may not have happened, so it is never
+/// simply repeated: a second create would be a duplicate subscription).
+pub const CREATE_ROUNDS: u32 = 3;
+
 /// Which management operations a provider has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Caps {
