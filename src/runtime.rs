@@ -77,6 +77,11 @@ impl Runtime {
         self.config.sources.iter().position(|s| s.name == name)
     }
 
+    /// Were both built from the same provider-issued secrets?
+    pub fn same_issued(&self, other: &Runtime) -> bool {
+        self.issued == other.issued
+    }
+
     /// Every key a source accepts: configured secrets first, then issued ones.
     pub fn keys(&self, source: usize) -> &[Key] {
         self.keys.get(source).map(Vec::as_slice).unwrap_or(&[])
@@ -102,24 +107,24 @@ fn fingerprint(issued: &HashMap<String, Vec<Vec<u8>>>) -> [u8; 32] {
 
 /// Loads secrets providers issued since the runtime was built (by `hookd
 /// register` in another process, or the daemon's own auto-registration)
-/// and swaps in a runtime that accepts them. Returns the runtime now in
-/// effect, or `None` when nothing had changed.
+/// and, if there are new ones, swaps in a runtime that accepts them.
+/// Returns the runtime in effect afterwards.
 pub async fn refresh_issued(
     shared: &SharedRuntime,
     store: &Store,
-) -> Result<Option<Arc<Runtime>>, StoreError> {
+) -> Result<Arc<Runtime>, StoreError> {
     let issued = store.read(subscriptions::issued_secrets).await?;
     let current = shared.load_full();
     if current.issued == fingerprint(&issued) {
-        return Ok(None);
+        return Ok(current);
     }
     let fresh = Arc::new(Runtime::build(current.config.clone(), &issued));
     let prev = shared.compare_and_swap(&current, fresh.clone());
     if Arc::ptr_eq(&prev, &current) {
         tracing::info!("loaded new provider-issued secrets");
-        Ok(Some(fresh))
+        Ok(fresh)
     } else {
-        // A reload won the race; it read the secrets itself.
-        Ok(Some(shared.load_full()))
+        // Someone else swapped first (a reload, or another refresh).
+        Ok(shared.load_full())
     }
 }

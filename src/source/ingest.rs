@@ -133,7 +133,7 @@ impl Ingest {
     /// (say by `hookd register` while the daemon runs), if there are any.
     async fn fresh_keys(&self, rt: &Runtime) -> Option<Arc<Runtime>> {
         match refresh_issued(&self.runtime, &self.store).await {
-            Ok(Some(fresh)) if Arc::ptr_eq(&fresh.config, &rt.config) => Some(fresh),
+            Ok(now) if Arc::ptr_eq(&now.config, &rt.config) && !now.same_issued(rt) => Some(now),
             Ok(_) => None,
             Err(e) => {
                 tracing::debug!("could not look for new provider secrets: {e}");

@@ -84,10 +84,11 @@ fn ok(action: &str, data: Value) -> Response {
     )
 }
 
-fn authorized(h: &HeaderMap) -> Result<(), Response> {
+/// The refusal for a missing or wrong key, if it is.
+fn unauthorized(h: &HeaderMap) -> Option<Response> {
     match h.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        Some(LINKUP_KEY) => Ok(()),
-        _ => Err(reply(403, error_body(403))),
+        Some(LINKUP_KEY) => None,
+        _ => Some(reply(403, error_body(403))),
     }
 }
 
@@ -102,7 +103,7 @@ fn view(w: &Webhook) -> Value {
 }
 
 async fn create(State(sim): State<SimState>, h: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     let Ok(b) = serde_json::from_slice::<Value>(&body) else {
@@ -154,7 +155,7 @@ async fn create(State(sim): State<SimState>, h: HeaderMap, body: axum::body::Byt
 }
 
 async fn list(State(sim): State<SimState>, h: HeaderMap) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     let items: Vec<Value> = sim.lock().linkup.webhooks.iter().map(view).collect();
@@ -170,7 +171,7 @@ fn with_webhook(sim: &Sim, id: &str, f: impl FnOnce(&mut Webhook) -> Value) -> R
 }
 
 async fn remove(State(sim): State<SimState>, h: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     let mut g = sim.lock();
@@ -186,7 +187,7 @@ async fn remove(State(sim): State<SimState>, h: HeaderMap, Path(id): Path<String
 }
 
 async fn start(State(sim): State<SimState>, h: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     with_webhook(&sim, &id, |w| {
@@ -196,7 +197,7 @@ async fn start(State(sim): State<SimState>, h: HeaderMap, Path(id): Path<String>
 }
 
 async fn stop(State(sim): State<SimState>, h: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     with_webhook(&sim, &id, |w| {
@@ -206,7 +207,7 @@ async fn stop(State(sim): State<SimState>, h: HeaderMap, Path(id): Path<String>)
 }
 
 async fn rotate(State(sim): State<SimState>, h: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     with_webhook(&sim, &id, |w| {
@@ -231,7 +232,7 @@ async fn poll(
     Path(id): Path<String>,
     Query(q): Query<PollQuery>,
 ) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     let g = sim.lock();

@@ -57,13 +57,14 @@ pub fn error_body(status: u16) -> Value {
     json!({ "error": m })
 }
 
-fn authorized(h: &HeaderMap) -> Result<(), Response> {
+/// The refusal for a missing or wrong key, if it is.
+fn unauthorized(h: &HeaderMap) -> Option<Response> {
     match h
         .get("x-linq-integration-token")
         .and_then(|v| v.to_str().ok())
     {
-        Some(LINQ_TOKEN) => Ok(()),
-        _ => Err(reply(401, error_body(401))),
+        Some(LINQ_TOKEN) => None,
+        _ => Some(reply(401, error_body(401))),
     }
 }
 
@@ -75,49 +76,53 @@ fn view(s: &Subscription) -> Value {
     })
 }
 
-/// The required fields of `{webhook_subscription:{…}}`.
-fn parse(body: &[u8]) -> Result<(String, u64, Vec<String>, bool, Option<String>), Response> {
-    let bad = |m: &str| reply(422, json!({ "error": m }));
-    let v: Value = serde_json::from_slice(body).map_err(|_| bad("body is not JSON"))?;
+/// The fields of `{webhook_subscription:{…}}` (create and PUT take the same).
+struct Fields {
+    url: String,
+    version: u64,
+    events: Vec<String>,
+    active: bool,
+    secret: Option<String>,
+}
+
+/// Parses the body; `Err` is the 422 message for a missing required field.
+fn parse(body: &[u8]) -> Result<Fields, &'static str> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| "body is not JSON")?;
     let s = v
         .get("webhook_subscription")
-        .ok_or_else(|| bad("webhook_subscription is required"))?;
-    let url = s["webhook_url"]
-        .as_str()
-        .ok_or_else(|| bad("webhook_url is required"))?;
-    let version = s["version"]
-        .as_u64()
-        .ok_or_else(|| bad("version is required"))?;
+        .ok_or("webhook_subscription is required")?;
+    let url = s["webhook_url"].as_str().ok_or("webhook_url is required")?;
+    let version = s["version"].as_u64().ok_or("version is required")?;
     let events: Vec<String> = serde_json::from_value(s["events"].clone())
         .ok()
         .filter(|e: &Vec<String>| !e.is_empty())
-        .ok_or_else(|| bad("events is required"))?;
-    Ok((
-        url.to_string(),
+        .ok_or("events is required")?;
+    Ok(Fields {
+        url: url.to_string(),
         version,
         events,
-        s["active"].as_bool().unwrap_or(true),
-        s["secret"].as_str().map(str::to_string),
-    ))
+        active: s["active"].as_bool().unwrap_or(true),
+        secret: s["secret"].as_str().map(str::to_string),
+    })
 }
 
 async fn create(State(sim): State<SimState>, h: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
-    let (webhook_url, version, events, active, secret) = match parse(&body) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let f = match parse(&body) {
+        Ok(f) => f,
+        Err(m) => return reply(422, json!({ "error": m })),
     };
     let mut g = sim.lock();
     g.linq.last_id += 1;
     let s = Subscription {
         id: g.linq.last_id,
-        webhook_url,
-        version,
-        events,
-        active,
-        secret,
+        webhook_url: f.url,
+        version: f.version,
+        events: f.events,
+        active: f.active,
+        secret: f.secret,
         created_at: iso_now(),
         updated_at: iso_now(),
     };
@@ -127,7 +132,7 @@ async fn create(State(sim): State<SimState>, h: HeaderMap, body: axum::body::Byt
 }
 
 async fn list(State(sim): State<SimState>, h: HeaderMap) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     let items: Vec<Value> = sim.lock().linq.subscriptions.iter().map(view).collect();
@@ -140,30 +145,30 @@ async fn update(
     Path(id): Path<u64>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
-    let (webhook_url, version, events, active, secret) = match parse(&body) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let f = match parse(&body) {
+        Ok(f) => f,
+        Err(m) => return reply(422, json!({ "error": m })),
     };
     let mut g = sim.lock();
     let Some(s) = g.linq.subscriptions.iter_mut().find(|s| s.id == id) else {
         return reply(404, error_body(404));
     };
-    s.webhook_url = webhook_url;
-    s.version = version;
-    s.events = events;
-    s.active = active;
-    if secret.is_some() {
-        s.secret = secret;
+    s.webhook_url = f.url;
+    s.version = f.version;
+    s.events = f.events;
+    s.active = f.active;
+    if f.secret.is_some() {
+        s.secret = f.secret;
     }
     s.updated_at = iso_now();
     reply(200, json!({ "webhook_subscription": view(s) }))
 }
 
 async fn remove(State(sim): State<SimState>, h: HeaderMap, Path(id): Path<u64>) -> Response {
-    if let Err(r) = authorized(&h) {
+    if let Some(r) = unauthorized(&h) {
         return r;
     }
     let mut g = sim.lock();
