@@ -763,6 +763,21 @@ impl Validator {
                 format!("{pm:?} is not one of: fat, thin"),
             ));
         }
+        let register = one_of(
+            &p.key("register"),
+            r.register.as_deref(),
+            RegisterMode::Manual,
+            &[
+                ("manual", RegisterMode::Manual),
+                ("auto", RegisterMode::Auto),
+            ],
+        )?;
+        if register == RegisterMode::Auto && provider == ProviderKind::Generic {
+            return Err((
+                p.key("register"),
+                "\"auto\" needs a provider with a management API (linkup, linq, linkedapi)".into(),
+            ));
+        }
         Ok(SourceConfig {
             name: r.name,
             provider,
@@ -787,15 +802,7 @@ impl Validator {
                 .api_base
                 .or(preset.api_base.map(str::to_string))
                 .map(|b| b.trim_end_matches('/').to_string()),
-            register: one_of(
-                &p.key("register"),
-                r.register.as_deref(),
-                RegisterMode::Manual,
-                &[
-                    ("manual", RegisterMode::Manual),
-                    ("auto", RegisterMode::Auto),
-                ],
-            )?,
+            register,
             account_id: r.account_id,
             payload_mode: r.payload_mode,
             takeover: r.takeover.unwrap_or(false),

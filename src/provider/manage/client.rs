@@ -60,14 +60,22 @@ pub enum ApiError {
         status: u16,
         message: String,
     },
-    #[error("{provider} answered {status} Not Found for {what}{}", quoted(message))]
+    #[error(
+        "{provider} answered {status} Not Found for {what}{}{}",
+        quoted(message),
+        hint(message)
+    )]
     NotFound {
         provider: &'static str,
         status: u16,
         what: String,
         message: String,
     },
-    #[error("{provider} rejected the request ({status}{})", quoted(message))]
+    #[error(
+        "{provider} rejected the request ({status}{}){}",
+        quoted(message),
+        hint(message)
+    )]
     Rejected {
         provider: &'static str,
         status: u16,
@@ -127,6 +135,26 @@ fn quoted(m: &str) -> String {
     } else {
         format!(": {m}")
     }
+}
+
+/// What to do about the error codes the providers document.
+fn hint(message: &str) -> &'static str {
+    const HINTS: &[(&str, &str)] = &[
+        (
+            "INSUFFICIENT_CREDITS",
+            "; add credits at LinkUp (monitoring needs at least 1)",
+        ),
+        ("INVALID_ACCOUNT", "; check account_id"),
+        ("ACCOUNT_INACTIVE", "; reconnect the account at LinkUp"),
+        (
+            "invalidUrl",
+            "; Linked API delivers to public addresses only (server.public_url)",
+        ),
+    ];
+    HINTS
+        .iter()
+        .find(|(code, _)| message.starts_with(code))
+        .map_or("", |(_, h)| h)
 }
 
 fn retry_hint(s: Option<u64>) -> String {
@@ -511,6 +539,15 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "Linked API is rate limiting us (429); retry after 90s"
+        );
+        let e = ApiError::Rejected {
+            provider: "LinkUp",
+            status: 402,
+            message: "INSUFFICIENT_CREDITS: Insufficient credits".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "LinkUp rejected the request (402: INSUFFICIENT_CREDITS: Insufficient credits); add credits at LinkUp (monitoring needs at least 1)"
         );
     }
 

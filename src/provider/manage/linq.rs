@@ -28,12 +28,21 @@ pub const CAPS: Caps = Caps {
 
 const PATH: &str = "/api/partner/v2/webhook_subscriptions";
 
-#[derive(Debug)]
 pub struct Linq {
     api: ApiClient,
     pub want: Want,
     url: String,
+    /// Our signing secret as text (Linq takes it in the JSON body).
     secret: String,
+}
+
+impl std::fmt::Debug for Linq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Linq")
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 impl Linq {
