@@ -6,12 +6,18 @@
 mod check;
 mod deliveries;
 mod events;
+mod manage;
 mod output;
+mod pause;
 mod prune;
+mod recover;
+mod register;
 mod rejected;
 mod replay;
 pub mod run;
 mod send_test;
+mod subscriptions;
+mod unregister;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,6 +43,18 @@ pub enum Command {
     Run,
     /// Validate the config and print what would run
     Check,
+    /// Create or reuse the subscription at each source's provider (never a duplicate)
+    Register(register::RegisterArgs),
+    /// Remove each source's subscription at its provider
+    Unregister(unregister::UnregisterArgs),
+    /// List the subscriptions each provider reports, next to what the config wants
+    Subscriptions(subscriptions::SubscriptionsArgs),
+    /// Stop deliveries without removing the subscription (LinkUp, Linq)
+    Pause(pause::PauseArgs),
+    /// Restart deliveries stopped by `pause`
+    Resume(pause::PauseArgs),
+    /// Ask the provider to deliver failed events again (Linked API)
+    Recover(recover::RecoverArgs),
     /// Sign a sample event as the provider would and POST it to the running daemon
     SendTest(send_test::SendTestArgs),
     /// Stored events
@@ -112,6 +130,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run => run::run(&path),
         Command::Check => check::check(&path),
+        Command::Register(a) => register::register(&load(&path)?, a),
+        Command::Unregister(a) => unregister::unregister(&load(&path)?, a),
+        Command::Subscriptions(a) => subscriptions::subscriptions(&load(&path)?, a),
+        Command::Pause(a) => pause::set_active(&load(&path)?, a, false),
+        Command::Resume(a) => pause::set_active(&load(&path)?, a, true),
+        Command::Recover(a) => recover::recover(&load(&path)?, a),
         Command::SendTest(a) => send_test::send_test(&load(&path)?, a),
         Command::Events(c) => events::events(&load(&path)?, c),
         Command::Deliveries(a) => deliveries::deliveries(&load(&path)?, a),
