@@ -77,7 +77,46 @@ pub enum Command {
     Man,
 }
 
-/// `--since`/`--until`/`--limit` and friends shared by listing verbs.
+/// `--source`, `--type`, `--since`, `--until`: which events a verb is about.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EventSelect {
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Glob on the normalized type, e.g. 'message.*'
+    #[arg(long = "type")]
+    pub type_glob: Option<String>,
+    #[command(flatten)]
+    pub range: TimeRange,
+}
+
+impl EventSelect {
+    /// Whether any of the flags was given.
+    pub fn is_set(&self) -> bool {
+        self.source.is_some()
+            || self.type_glob.is_some()
+            || self.range.since.is_some()
+            || self.range.until.is_some()
+    }
+
+    /// The store filter for these flags.
+    pub fn filter(
+        &self,
+        status: Option<String>,
+        limit: Option<usize>,
+    ) -> anyhow::Result<crate::store::events::EventFilter> {
+        let (since, until) = self.range.bounds()?;
+        Ok(crate::store::events::EventFilter {
+            source: self.source.clone(),
+            type_glob: self.type_glob.clone(),
+            since,
+            until,
+            status,
+            limit,
+        })
+    }
+}
+
+/// `--since`/`--until` shared by listing verbs.
 #[derive(Args, Debug, Clone, Default)]
 pub struct TimeRange {
     /// Only after this time: RFC 3339, or a duration ago such as 2h
