@@ -9,7 +9,7 @@
 //! Reported: requests/s of each, and hookd as a fraction of the baseline.
 //!
 //!   cargo bench --bench ingest                 # 16 connections, 5 s per target
-//!   HOOKD_BENCH_SECS=10 HOOKD_BENCH_CONNS=64 cargo bench --bench ingest
+//!   HOOKD_BENCH_SECS=10 HOOKD_BENCH_CONNS=64 HOOKD_BENCH_ROUNDS=3 cargo bench --bench ingest
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -134,25 +134,35 @@ fn main() {
     let conns = env_num("HOOKD_BENCH_CONNS", 16) as usize;
     let dir = tempfile::tempdir().unwrap();
 
+    let rounds = env_num("HOOKD_BENCH_ROUNDS", 2);
     let bare_rt = runtime(2);
     let bare = bare_server(&bare_rt);
-    let (bare_ok, bare_bad) = load(format!("http://{bare}/hooks/bench"), conns, secs, "warm");
-    let (bare_ok2, _) = (bare_ok, bare_bad);
-
     let hookd_rt = runtime(2);
     let daemon = hookd_server(&hookd_rt, dir.path());
+    let bare_url = format!("http://{bare}/hooks/bench");
     let url = format!("http://{}/hooks/bench", daemon.push_addrs[0]);
-    // Warm-up, then the measured run (fresh ids: every request is a new event).
+    // Warm-up both, then alternate the measured runs so a noisy neighbour
+    // hurts both sides alike. Fresh ids each run: every request is a new event.
+    load(bare_url.clone(), conns, 1, "warm-bare");
     load(url.clone(), conns, 1, "warmup");
-    let started = Instant::now();
-    let (ok, bad) = load(url, conns, secs, "run");
-    let elapsed = started.elapsed().as_secs_f64();
+    let (mut bare_ok, mut bare_bad, mut bare_secs) = (0, 0, 0.0);
+    let (mut ok, mut bad, mut elapsed) = (0, 0, 0.0);
+    for round in 0..rounds {
+        let started = Instant::now();
+        let (o, b) = load(bare_url.clone(), conns, secs, &format!("bare{round}"));
+        bare_secs += started.elapsed().as_secs_f64();
+        (bare_ok, bare_bad) = (bare_ok + o, bare_bad + b);
+        let started = Instant::now();
+        let (o, b) = load(url.clone(), conns, secs, &format!("run{round}"));
+        elapsed += started.elapsed().as_secs_f64();
+        (ok, bad) = (ok + o, bad + b);
+    }
     let stats = daemon.store.stats();
     hookd_rt.block_on(daemon.shutdown());
 
-    let (bare_rate, rate) = (bare_ok2 as f64 / secs as f64, ok as f64 / elapsed);
+    let (bare_rate, rate) = (bare_ok as f64 / bare_secs, ok as f64 / elapsed);
     println!(
-        "ingest benchmark: {conns} connections, {secs} s per target, loopback, 2+2 runtime threads"
+        "ingest benchmark: {conns} connections, {rounds} x {secs} s per target (alternating), loopback, 2+2 runtime threads"
     );
     println!("  bare axum endpoint : {bare_rate:>10.0} req/s ({bare_bad} errors)");
     println!("  hookd (hmac+SQLite): {rate:>10.0} req/s ({bad} errors), synchronous=FULL");

@@ -735,9 +735,9 @@ impl Validator {
             secret_refs.push(r);
             secrets.push(v);
         }
-        // A provider that issues its own secret (LinkUp) may have none in the
-        // config: `hookd register` persists it in the state directory.
-        let issues_secret = provider == ProviderKind::Linkup;
+        // A provider that issues its own secret (LinkUp, Linked API) may have
+        // none in the config: `hookd register` persists it in the state directory.
+        let issues_secret = provider.issues_secret();
         if scheme.requires_secret() && secrets.is_empty() && mode == Mode::Push && !issues_secret {
             return Err((
                 p.key("secret"),
@@ -795,6 +795,21 @@ impl Validator {
             r.poll,
             p,
         )?;
+        let register = one_of(
+            &p.key("register"),
+            r.register.as_deref(),
+            RegisterMode::Manual,
+            &[
+                ("manual", RegisterMode::Manual),
+                ("auto", RegisterMode::Auto),
+            ],
+        )?;
+        if register == RegisterMode::Auto && provider == ProviderKind::Generic {
+            return Err((
+                p.key("register"),
+                "\"auto\" needs a provider with a management API (linkup, linq, linkedapi)".into(),
+            ));
+        }
         Ok(SourceConfig {
             name: r.name,
             provider,
@@ -816,15 +831,7 @@ impl Validator {
             type_aliases,
             api_key,
             api_base,
-            register: one_of(
-                &p.key("register"),
-                r.register.as_deref(),
-                RegisterMode::Manual,
-                &[
-                    ("manual", RegisterMode::Manual),
-                    ("auto", RegisterMode::Auto),
-                ],
-            )?,
+            register,
             account_id: r.account_id,
             payload_mode: r.payload_mode,
             takeover: r.takeover.unwrap_or(false),

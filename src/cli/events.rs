@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use super::output::{clip, print_rows};
-use super::{TimeRange, open_db};
+use super::{EventSelect, open_db};
 use crate::config::Config;
 use crate::store::{deliveries, events};
 
@@ -25,13 +25,8 @@ pub enum EventsCommand {
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
-    #[arg(long)]
-    pub source: Option<String>,
-    /// Glob on the normalized type, e.g. 'message.*'
-    #[arg(long = "type")]
-    pub type_glob: Option<String>,
     #[command(flatten)]
-    pub range: TimeRange,
+    pub select: EventSelect,
     /// unrouted, pending, running, failed, succeeded or dead
     #[arg(long)]
     pub status: Option<String>,
@@ -62,15 +57,7 @@ pub fn events(cfg: &Config, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
                     EVENT_STATUSES.join(", ")
                 );
             }
-            let (since, until) = a.range.bounds()?;
-            let f = events::EventFilter {
-                source: a.source,
-                type_glob: a.type_glob,
-                since,
-                until,
-                status: a.status,
-                limit: Some(a.limit),
-            };
+            let f = a.select.filter(a.status, Some(a.limit))?;
             let rows = events::list(&conn, &f)?;
             print_rows(
                 &rows,

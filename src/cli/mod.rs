@@ -6,12 +6,18 @@
 mod check;
 mod deliveries;
 mod events;
+mod manage;
 mod output;
+mod pause;
 mod prune;
+mod recover;
+mod register;
 mod rejected;
 mod replay;
 pub mod run;
 mod send_test;
+mod subscriptions;
+mod unregister;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,6 +43,18 @@ pub enum Command {
     Run,
     /// Validate the config and print what would run
     Check,
+    /// Create or reuse the subscription at each source's provider (never a duplicate)
+    Register(register::RegisterArgs),
+    /// Remove each source's subscription at its provider
+    Unregister(unregister::UnregisterArgs),
+    /// List the subscriptions each provider reports, next to what the config wants
+    Subscriptions(subscriptions::SubscriptionsArgs),
+    /// Stop deliveries without removing the subscription (LinkUp, Linq)
+    Pause(pause::PauseArgs),
+    /// Restart deliveries stopped by `pause`
+    Resume(pause::PauseArgs),
+    /// Ask the provider to deliver failed events again (Linked API)
+    Recover(recover::RecoverArgs),
     /// Sign a sample event as the provider would and POST it to the running daemon
     SendTest(send_test::SendTestArgs),
     /// Stored events
@@ -59,7 +77,46 @@ pub enum Command {
     Man,
 }
 
-/// `--since`/`--until`/`--limit` and friends shared by listing verbs.
+/// `--source`, `--type`, `--since`, `--until`: which events a verb is about.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EventSelect {
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Glob on the normalized type, e.g. 'message.*'
+    #[arg(long = "type")]
+    pub type_glob: Option<String>,
+    #[command(flatten)]
+    pub range: TimeRange,
+}
+
+impl EventSelect {
+    /// Whether any of the flags was given.
+    pub fn is_set(&self) -> bool {
+        self.source.is_some()
+            || self.type_glob.is_some()
+            || self.range.since.is_some()
+            || self.range.until.is_some()
+    }
+
+    /// The store filter for these flags.
+    pub fn filter(
+        &self,
+        status: Option<String>,
+        limit: Option<usize>,
+    ) -> anyhow::Result<crate::store::events::EventFilter> {
+        let (since, until) = self.range.bounds()?;
+        Ok(crate::store::events::EventFilter {
+            source: self.source.clone(),
+            type_glob: self.type_glob.clone(),
+            since,
+            until,
+            status,
+            limit,
+        })
+    }
+}
+
+/// `--since`/`--until` shared by listing verbs.
 #[derive(Args, Debug, Clone, Default)]
 pub struct TimeRange {
     /// Only after this time: RFC 3339, or a duration ago such as 2h
@@ -112,6 +169,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run => run::run(&path),
         Command::Check => check::check(&path),
+        Command::Register(a) => register::register(&load(&path)?, a),
+        Command::Unregister(a) => unregister::unregister(&load(&path)?, a),
+        Command::Subscriptions(a) => subscriptions::subscriptions(&load(&path)?, a),
+        Command::Pause(a) => pause::set_active(&load(&path)?, a, false),
+        Command::Resume(a) => pause::set_active(&load(&path)?, a, true),
+        Command::Recover(a) => recover::recover(&load(&path)?, a),
         Command::SendTest(a) => send_test::send_test(&load(&path)?, a),
         Command::Events(c) => events::events(&load(&path)?, c),
         Command::Deliveries(a) => deliveries::deliveries(&load(&path)?, a),

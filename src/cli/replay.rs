@@ -12,22 +12,17 @@ use anyhow::bail;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{TimeRange, open_db};
+use super::{EventSelect, open_db};
 use crate::config::Config;
 use crate::store::deliveries::{self, Requeued};
-use crate::store::events::{self, EventFilter};
+use crate::store::events;
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
     /// Event ids (the `id` column of `hookd events list`)
     pub ids: Vec<i64>,
-    #[arg(long)]
-    pub source: Option<String>,
-    /// Glob on the normalized type
-    #[arg(long = "type")]
-    pub type_glob: Option<String>,
     #[command(flatten)]
-    pub range: TimeRange,
+    pub select: EventSelect,
     /// Only deliveries in this state (e.g. dead)
     #[arg(long)]
     pub status: Option<String>,
@@ -50,10 +45,7 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     {
         bail!("--status {s:?} must be one of: pending, failed, succeeded, dead");
     }
-    let filtered = a.source.is_some()
-        || a.type_glob.is_some()
-        || a.range.since.is_some()
-        || a.range.until.is_some();
+    let filtered = a.select.is_set();
     if a.ids.is_empty() && !filtered && a.status.is_none() {
         bail!(
             "name event ids or a filter (--source, --type, --since, --until, --status); replaying everything is not a default"
@@ -105,15 +97,7 @@ fn targets(
     a: &ReplayArgs,
     filtered: bool,
 ) -> anyhow::Result<Vec<(i64, String)>> {
-    let (since, until) = a.range.bounds()?;
-    let filter = EventFilter {
-        source: a.source.clone(),
-        type_glob: a.type_glob.clone(),
-        since,
-        until,
-        status: None,
-        limit: None,
-    };
+    let filter = a.select.filter(None, None)?;
     // The events in scope: named ids, or those matching the filters.
     let mut scope: Option<BTreeSet<i64>> = None;
     if !a.ids.is_empty() {

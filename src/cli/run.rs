@@ -3,7 +3,8 @@
 //! Around [`Daemon`] this adds what a service needs: logging (text or JSON,
 //! without timestamps under journald), socket activation, `sd_notify`
 //! readiness/reload/stop/status and watchdog pings, SIGHUP reload (an
-//! invalid config keeps the old one) and SIGTERM drain.
+//! invalid config keeps the old one), SIGTERM drain, and the registration
+//! of `register = "auto"` sources once the daemon is ready.
 
 use std::os::fd::FromRawFd;
 use std::path::Path;
@@ -84,6 +85,18 @@ async fn serve(path: &Path, cfg: Config) -> anyhow::Result<ExitCode> {
     let watchdog =
         sd_notify::watchdog_enabled().map(|d| tokio::spawn(watchdog(daemon.store.clone(), d)));
     let status_task = tokio::spawn(status_line(daemon.metrics.clone(), status));
+    // `register = "auto"` sources: after ready, so a provider's first
+    // delivery finds us listening; failures are logged, never fatal.
+    let auto_register = {
+        let (cfg, store, runtime) = (
+            daemon.runtime.load().config.clone(),
+            daemon.store.clone(),
+            daemon.runtime.clone(),
+        );
+        tokio::spawn(async move {
+            crate::provider::manage::auto::register_auto(&cfg, &store, &runtime).await;
+        })
+    };
 
     loop {
         tokio::select! {
@@ -98,6 +111,7 @@ async fn serve(path: &Path, cfg: Config) -> anyhow::Result<ExitCode> {
         w.abort();
     }
     status_task.abort();
+    auto_register.abort();
     daemon.shutdown().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -26,12 +26,18 @@ pub struct SendTestArgs {
     /// POST here instead of the first server.listen address
     #[arg(long)]
     pub url: Option<String>,
+    /// Ask the provider to send its own test event (Linked API webhook.sendTest)
+    #[arg(long, conflicts_with_all = ["event_type", "data", "url"])]
+    pub remote: bool,
 }
 
 pub fn send_test(cfg: &Config, a: SendTestArgs) -> anyhow::Result<ExitCode> {
     let src = cfg
         .source(&a.source)
         .with_context(|| format!("no [[source]] is named {:?}", a.source))?;
+    if a.remote {
+        return remote(cfg, src);
+    }
     if src.mode != Mode::Push {
         bail!(
             "send-test POSTs to push sources; {} is in {} mode",
@@ -103,6 +109,24 @@ pub fn send_test(cfg: &Config, a: SendTestArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::from(1))
     }
+}
+
+/// `--remote`: the provider sends its own test event through its normal
+/// delivery path, so this proves the public URL, the proxy and the secret.
+fn remote(cfg: &Config, src: &crate::config::SourceConfig) -> anyhow::Result<ExitCode> {
+    let store = super::manage::store(cfg)?;
+    let rt = super::manage::runtime()?;
+    Ok(rt.block_on(super::manage::each(cfg, &[src], |m, _| {
+        let store = store.clone();
+        async move {
+            let id = m.send_test(&store).await?;
+            Ok(vec![format!(
+                "{} is sending a test event to webhook {id}; `hookd events list --source {}` shows it when it arrives",
+                m.name(),
+                src.name
+            )])
+        }
+    })))
 }
 
 async fn post(

@@ -138,6 +138,12 @@ fn bad_values_name_line_and_key() {
             "command",
             "handler[0].command",
         ),
+        (
+            "secret = \"s3cret\"",
+            "secret = \"s3cret\"\nregister = \"auto\"",
+            "register",
+            "source[0].register",
+        ),
     ];
     for (from, to, needle, key) in cases {
         let text = GOOD.replace(from, to);

@@ -6,7 +6,11 @@
 //! the next retry falls due, and at least once a second so work queued by
 //! another process (`hookd replay` while the daemon runs) is picked up.
 //! Each handler has its own slot count (`concurrency`) and exec handlers
-//! share a global cap, so a slow handler never starves another's queue.
+//! share a global cap. The cap is shared fairly, so a slow handler never
+//! starves another's queue: free global slots go first to the handlers
+//! with the fewest runs going, and while another exec handler has due
+//! work waiting for a global slot, a finishing run hands its slot back
+//! instead of chaining into its own handler's next delivery.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -121,12 +125,14 @@ impl Dispatcher {
     async fn claim_round(&self) -> bool {
         let now = timefmt::now_micros();
         let rt = self.inner.runtime.load_full();
-        // Only handlers with a free slot are worth a look.
+        // Only handlers with a free slot of their own are worth a look. An
+        // exec handler waiting for the global cap is looked at too: it is
+        // first in line when a global slot frees up.
         let names: Vec<String> = rt
             .config
             .handlers
             .iter()
-            .filter(|h| self.free_slots(h) > 0)
+            .filter(|h| self.own_free_slots(h) > 0)
             .map(|h| h.name.clone())
             .collect();
         if names.is_empty() {
@@ -145,8 +151,8 @@ impl Dispatcher {
             }
         };
         let mut again = false;
-        for h in rt.config.handlers.iter().filter(|h| due.contains(&h.name)) {
-            let free = self.free_slots(h);
+        for h in self.fair_order(&rt.config.handlers, &due) {
+            let free = self.own_free_slots(h);
             if free == 0 {
                 continue;
             }
@@ -154,7 +160,7 @@ impl Dispatcher {
             // claimed delivery always has one.
             let mut permits: Vec<_> = match h.kind {
                 HandlerKind::Exec => (0..free)
-                    .filter_map(|_| self.inner.global.clone().try_acquire_owned().ok())
+                    .map_while(|_| self.inner.global.clone().try_acquire_owned().ok())
                     .collect(),
                 HandlerKind::Stream => Vec::new(),
             };
@@ -188,18 +194,53 @@ impl Dispatcher {
         again
     }
 
-    fn free_slots(&self, h: &HandlerConfig) -> usize {
-        let running = self
-            .inner
+    /// The handlers named in `due`, those with the fewest runs going first
+    /// (config order among equals): a handler with nothing running gets a
+    /// freed global slot before one that already holds several.
+    fn fair_order<'a>(
+        &self,
+        handlers: &'a [HandlerConfig],
+        due: &[String],
+    ) -> Vec<&'a HandlerConfig> {
+        let mut order: Vec<(usize, &HandlerConfig)> = handlers
+            .iter()
+            .filter(|h| due.contains(&h.name))
+            .map(|h| (self.running_of(&h.name), h))
+            .collect();
+        order.sort_by_key(|(running, _)| *running);
+        order.into_iter().map(|(_, h)| h).collect()
+    }
+
+    fn running_of(&self, handler: &str) -> usize {
+        self.inner
             .state
             .lock()
-            .map(|s| s.running.get(&h.name).copied().unwrap_or(0))
-            .unwrap_or(0);
-        let own = h.concurrency.saturating_sub(running);
-        match h.kind {
-            HandlerKind::Exec => own.min(self.inner.global.available_permits()),
-            HandlerKind::Stream => own,
+            .map(|s| s.running.get(handler).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Slots left under the handler's own `concurrency`.
+    fn own_free_slots(&self, h: &HandlerConfig) -> usize {
+        h.concurrency.saturating_sub(self.running_of(&h.name))
+    }
+
+    /// When the global cap is all taken: the other exec handlers that could
+    /// run more. If one of them has due work, a finishing exec run of `h`
+    /// hands its global slot back instead of keeping it for `h`'s backlog.
+    fn rivals_for_the_cap(&self, h: &HandlerConfig) -> Vec<String> {
+        if h.kind != HandlerKind::Exec || self.inner.global.available_permits() > 0 {
+            return Vec::new();
         }
+        self.inner
+            .runtime
+            .load()
+            .config
+            .handlers
+            .iter()
+            .filter(|o| o.kind == HandlerKind::Exec && o.name != h.name)
+            .filter(|o| self.own_free_slots(o) > 0)
+            .map(|o| o.name.clone())
+            .collect()
     }
 
     fn start(
@@ -214,7 +255,6 @@ impl Dispatcher {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             // A slot runs deliveries back to back: recording one attempt
             // claims the handler's next due delivery in the same commit.
             let (mut h, mut current) = (h, Some(c));
@@ -234,6 +274,9 @@ impl Dispatcher {
                     }
                 }
             }
+            // Give the global slot back before waking the loop, so the
+            // round that wake-up starts can hand it out.
+            drop(permit);
             this.finished(&h.name);
         });
     }
@@ -281,8 +324,10 @@ impl Dispatcher {
 
     /// Stores the attempt and decides what comes next; in the same commit,
     /// claims the handler's next due delivery for this slot (unless the
-    /// dispatcher is stopping) and returns it. Retries the write a few
-    /// times; if the store stays down, the delivery remains `running` and is
+    /// dispatcher is stopping) and returns it. Keeps retrying the write
+    /// (backing off to every 5 s) while the store is down, holding the slot:
+    /// nothing else could be recorded meanwhile. Only when the dispatcher
+    /// stops does it give up; the delivery then stays `running` and is
     /// recovered as interrupted at the next start.
     async fn record(&self, h: &HandlerConfig, c: &Claimed, rec: AttemptRecord) -> Option<Claimed> {
         let ok = rec.outcome == "ok";
@@ -308,20 +353,32 @@ impl Dispatcher {
             tracing::info!(handler = %h.name, event = c.event, attempt = c.attempt, ?next, "handler run failed: {}", rec.summary);
         }
         let rec = Arc::new(rec);
-        for wait_ms in [0, 100, 400, 1000, 2000] {
+        let waits = [0, 100, 400, 1000, 2000]
+            .into_iter()
+            .chain(std::iter::repeat(5000));
+        for (tries, wait_ms) in waits.enumerate() {
+            if tries >= 5 && self.inner.stop.is_cancelled() {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             let (r, d) = (rec.clone(), c.delivery);
             let now = timefmt::now_micros();
             let chain = (!self.inner.stop.is_cancelled()).then(|| h.name.clone());
+            let rivals = self.rivals_for_the_cap(h);
             let result = self
                 .inner
                 .store
                 .write(move |conn| {
                     deliveries::finish(conn, d, &r, next, now)?;
-                    match chain {
-                        Some(name) => Ok(deliveries::claim_due(conn, &name, now, 1)?.pop()),
-                        None => Ok(None),
+                    let Some(name) = chain else {
+                        return Ok(None);
+                    };
+                    if !rivals.is_empty() && !handlers_with_due_work(conn, &rivals, now)?.is_empty()
+                    {
+                        // Another handler waits for this global slot.
+                        return Ok(None);
                     }
+                    Ok(deliveries::claim_due(conn, &name, now, 1)?.pop())
                 })
                 .await;
             match result {
@@ -331,7 +388,7 @@ impl Dispatcher {
                 }
             }
         }
-        tracing::error!(handler = %h.name, delivery = c.delivery, "giving up recording the attempt; it will be retried after a restart");
+        tracing::error!(handler = %h.name, delivery = c.delivery, "stopping with the attempt unrecorded; it will be retried after a restart");
         None
     }
 

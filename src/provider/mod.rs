@@ -3,13 +3,14 @@
 //! The ingest side of a provider is a *preset*: its signature scheme, how to
 //! find the event id/type/time, type aliases, which delivery modes it has and
 //! its API base. A `generic` source has no preset and is configured entirely
-//! in TOML. The control plane (register, list, …) lives beside each preset.
+//! in TOML. The control plane (register, list, …) is in [`manage`].
 
 pub mod generic;
 pub mod linkedapi;
 pub mod linkup;
 pub mod linkup_hosted;
 pub mod linq;
+pub mod manage;
 pub mod sample;
 
 use crate::extract::{ExtractSpec, Extractor};
@@ -42,6 +43,12 @@ impl ProviderKind {
             ProviderKind::LinkedApi => "linkedapi",
             ProviderKind::Generic => "generic",
         }
+    }
+
+    /// The provider creates the signing secret and hands it out once, at
+    /// registration (so hookd stores it rather than reading it from config).
+    pub fn issues_secret(self) -> bool {
+        matches!(self, ProviderKind::Linkup | ProviderKind::LinkedApi)
     }
 
     pub fn preset(self) -> Preset {

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::config::SourceConfig;
 use crate::extract::{ExtractError, Input};
 use crate::metrics::SharedMetrics;
-use crate::runtime::{Runtime, SharedRuntime};
+use crate::runtime::{Runtime, SharedRuntime, refresh_issued};
 use crate::store::events::{self, Ingested, NewEvent};
 use crate::store::rejected::{self, NewRejection};
 use crate::store::{Store, StoreError};
@@ -99,21 +99,25 @@ impl Ingest {
         let src = &rt.config.sources[source];
         self.metrics.received(&src.name);
         let now_s = inbound.received_at / 1_000_000;
-        let verified = src
+        let req = Request {
+            headers: &inbound.headers,
+            body: &inbound.body,
+        };
+        let mut verified = src
             .scheme
-            .verify(
-                &Request {
-                    headers: &inbound.headers,
-                    body: &inbound.body,
-                },
-                rt.keys(source),
-                now_s,
-                src.tolerance,
-            )
-            .map_err(|r| {
-                self.refused(src, &inbound, 401, r.code(), &r.to_string());
-                Refusal::Unauthorized(r)
-            })?;
+            .verify(&req, rt.keys(source), now_s, src.tolerance);
+        if let Err(Rejection::NoMatch | Rejection::NoKeys) = verified
+            && src.provider.issues_secret()
+            && let Some(fresh) = self.fresh_keys(rt).await
+        {
+            verified = src
+                .scheme
+                .verify(&req, fresh.keys(source), now_s, src.tolerance);
+        }
+        let verified = verified.map_err(|r| {
+            self.refused(src, &inbound, 401, r.code(), &r.to_string());
+            Refusal::Unauthorized(r)
+        })?;
         let verified = match (src.scheme.name(), verified.variant) {
             (name, variant) if name == variant => format!("{name}, key {}", verified.key_index),
             (name, variant) => format!("{name} ({variant}), key {}", verified.key_index),
@@ -123,6 +127,19 @@ impl Ingest {
             Refusal::Unprocessable(e)
         })?;
         self.commit(src, event, inbound.started).await
+    }
+
+    /// A runtime holding provider-issued secrets saved since `rt` was built
+    /// (say by `hookd register` while the daemon runs), if there are any.
+    async fn fresh_keys(&self, rt: &Runtime) -> Option<Arc<Runtime>> {
+        match refresh_issued(&self.runtime, &self.store).await {
+            Ok(now) if Arc::ptr_eq(&now.config, &rt.config) && !now.same_issued(rt) => Some(now),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!("could not look for new provider secrets: {e}");
+                None
+            }
+        }
     }
 
     /// Builds the row to store: extraction, aliases, routing, kept headers.

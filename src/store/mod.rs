@@ -7,6 +7,7 @@
 //! The CLI opens the same database directly; SQLite's locking makes that
 //! safe while the daemon runs.
 
+mod checkpoint;
 pub mod cursors;
 pub mod deliveries;
 pub mod events;
@@ -95,6 +96,7 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     writer: writer::Writer,
+    _checkpointer: checkpoint::Checkpointer,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -173,11 +175,15 @@ impl Store {
         let mut conn =
             connect(&path, false).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         schema::migrate(&mut conn)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| format!("cannot configure {}: {e}", path.display()))?;
+        let checkpointer = checkpoint::Checkpointer::start(&path)?;
         let writer = writer::Writer::start(conn, path.clone(), opts)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
                 writer,
+                _checkpointer: checkpointer,
                 readers: Mutex::new(Vec::new()),
             }),
         })

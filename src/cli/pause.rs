@@ -1,0 +1,31 @@
+//! `hookd pause SOURCE…` / `hookd resume SOURCE…`: stop and restart
+//! deliveries without removing the subscription, where the provider can
+//! (LinkUp `stop`/`start`, Linq `active`). Linked API has no pause.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::manage::{each, pick, runtime, store};
+use crate::config::Config;
+
+#[derive(Args, Debug)]
+pub struct PauseArgs {
+    /// Sources to pause or resume
+    #[arg(required = true)]
+    pub sources: Vec<String>,
+}
+
+pub fn set_active(cfg: &Config, a: PauseArgs, active: bool) -> anyhow::Result<ExitCode> {
+    let sources = pick(cfg, &a.sources, |_| true)?;
+    let store = store(cfg)?;
+    let rt = runtime()?;
+    Ok(rt.block_on(each(cfg, &sources, |m, _| {
+        let store = store.clone();
+        async move {
+            let id = m.set_active(&store, active).await?;
+            let word = if active { "resumed" } else { "paused" };
+            Ok(vec![format!("{word} {} subscription {id}", m.name())])
+        }
+    })))
+}

@@ -1,0 +1,58 @@
+//! `hookd register [SOURCE…]`: create or reuse the subscription at each
+//! source's provider (never a duplicate) and save what the provider
+//! returns once. With no SOURCE: every source with a management API.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::manage::{each, pick, runtime, store};
+use crate::config::Config;
+use crate::provider::manage::Registered;
+
+#[derive(Args, Debug)]
+pub struct RegisterArgs {
+    /// Sources to register (default: every linkup, linq and linkedapi source)
+    pub sources: Vec<String>,
+}
+
+pub fn register(cfg: &Config, a: RegisterArgs) -> anyhow::Result<ExitCode> {
+    let sources = pick(cfg, &a.sources, |_| true)?;
+    let store = store(cfg)?;
+    let rt = runtime()?;
+    Ok(rt.block_on(each(cfg, &sources, |m, _| {
+        let store = store.clone();
+        async move {
+            let r = m.register(&store).await?;
+            Ok(describe(m.name(), &r))
+        }
+    })))
+}
+
+/// `created LinkUp subscription 6789… for https://…/hooks/lu (events: all)`.
+fn describe(provider: &str, r: &Registered) -> Vec<String> {
+    let target = r
+        .remote
+        .url
+        .as_deref()
+        .unwrap_or("hosted delivery (sse/poll)");
+    let events = if r.remote.events.is_empty() {
+        String::new()
+    } else {
+        format!(" (events: {})", r.remote.events.join(", "))
+    };
+    let mut line = format!(
+        "{} {provider} subscription {} for {target}{events}",
+        r.action.word(),
+        r.remote.id
+    );
+    if let crate::provider::manage::Action::Replaced { previous } = &r.action {
+        line += &format!("; it pointed at {previous} before");
+    }
+    if r.secret_saved {
+        line += "; signing secret saved in the state directory";
+    }
+    let mut out = vec![line];
+    out.extend(r.notes.iter().map(|n| format!("note: {n}")));
+    out
+}
