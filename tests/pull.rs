@@ -360,6 +360,38 @@ async fn sse_bom_and_crlf_split_across_chunks() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM rejected"), 0);
     assert_eq!(cursor(&db, "feed").2.as_deref(), Some("2"));
     assert_eq!(sim.connections(), 1);
+    // Any CLI reads the recorded status, the daemon running or not.
+    let out = std::process::Command::new(bin())
+        .args([
+            "-c",
+            td.config_path.to_str().unwrap(),
+            "subscriptions",
+            "feed",
+            "--json",
+        ])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["source"], "feed");
+    assert_eq!(line["pull"]["state"], "connected");
+    assert_eq!(line["pull"]["connected"], true);
+    assert_eq!(line["pull"]["events"], 2);
+    assert_eq!(line["pull"]["last_event_id"], "2");
+    let table = std::process::Command::new(bin())
+        .args(["-c", td.config_path.to_str().unwrap(), "subscriptions"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("PULL SOURCE") && text.contains("connected"),
+        "{text}"
+    );
     td.stop().await;
 }
 

@@ -10,6 +10,7 @@ mod manage;
 mod output;
 mod pause;
 mod prune;
+mod pull_status;
 mod recover;
 mod register;
 mod rejected;

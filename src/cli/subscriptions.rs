@@ -1,5 +1,6 @@
 //! `hookd subscriptions [SOURCE…]`: what each provider reports, next to what
-//! the config wants (`ours`, `drift`, `other`, `missing`).
+//! the config wants (`ours`, `drift`, `other`, `missing`); then, for SSE and
+//! poll sources, what the daemon last recorded about each stream or poll.
 
 use std::process::ExitCode;
 
@@ -7,7 +8,9 @@ use clap::Args;
 
 use super::manage::{pick, runtime};
 use super::output::{clip, print_rows};
-use crate::config::Config;
+use super::pull_status;
+use crate::config::{Config, SourceConfig};
+use crate::provider::ProviderKind;
 use crate::provider::manage::Manager;
 use crate::provider::manage::status::{Row, rows};
 use crate::store::{Store, StoreOptions};
@@ -22,7 +25,30 @@ pub struct SubscriptionsArgs {
 }
 
 pub fn subscriptions(cfg: &Config, a: SubscriptionsArgs) -> anyhow::Result<ExitCode> {
-    let sources = pick(cfg, &a.sources, |_| true)?;
+    let pulls: Vec<&SourceConfig> = if a.sources.is_empty() {
+        cfg.sources.iter().filter(|s| s.pull.is_some()).collect()
+    } else {
+        pick(cfg, &a.sources, |_| true)?
+    };
+    let pull_lines = pull_status::lines(cfg, &pulls)?;
+    let sources = match pick(cfg, &a.sources, |_| true) {
+        Ok(s) => s,
+        // Only generic pull sources: there is no provider to ask.
+        Err(_) if !pull_lines.is_empty() => {
+            pull_status::print(&pull_lines, a.json)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e),
+    };
+    // A generic pull source has no management API; its status is below.
+    let sources: Vec<&SourceConfig> = sources
+        .into_iter()
+        .filter(|s| !(s.provider == ProviderKind::Generic && s.pull.is_some()))
+        .collect();
+    if sources.is_empty() {
+        pull_status::print(&pull_lines, a.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     // Read-only: without a database nothing was registered from here yet.
     let store = if cfg.database_path().exists() {
         Some(
@@ -49,6 +75,7 @@ pub fn subscriptions(cfg: &Config, a: SubscriptionsArgs) -> anyhow::Result<ExitC
         }
     }
     if failed && all.is_empty() {
+        pull_status::print(&pull_lines, a.json)?;
         return Ok(ExitCode::from(1));
     }
     print_rows(
@@ -74,6 +101,7 @@ pub fn subscriptions(cfg: &Config, a: SubscriptionsArgs) -> anyhow::Result<ExitC
             ]
         },
     )?;
+    pull_status::print(&pull_lines, a.json)?;
     Ok(if failed {
         ExitCode::from(1)
     } else {
