@@ -223,10 +223,7 @@ impl Daemon {
             None => None,
         };
 
-        let pull = PullSources::new(PullCtx {
-            ingest: ingest.clone(),
-            http: pull::http_client()?,
-        });
+        let pull = PullSources::new(PullCtx::new(ingest.clone(), pull::http_client()?));
         pull.reconcile(&cfg).await;
 
         let dispatcher = Dispatcher::new(store.clone(), metrics.clone(), runtime.clone(), wake);

@@ -569,3 +569,39 @@ async fn reload_starts_and_stops_pull_sources() {
     assert_eq!(status(&td.db(), "lu"), None, "its status row is gone");
     td.stop().await;
 }
+
+#[tokio::test]
+async fn a_source_without_webhook_id_waits_and_starts_once_registered() {
+    let sim = Sim::start().await;
+    let td = TestDaemon::start(&linkup(&sim, "lu", "sse", KEY, "", 50, "1h")).await;
+    let db = td.db();
+    let (_, err, _) = eventually(LONG, || {
+        status(&db, "lu").filter(|s| s.0 == "waiting_for_id")
+    })
+    .await;
+    assert!(err.unwrap().contains("hookd register lu"));
+    assert!(sim.requests("/stream").is_empty());
+    // As `hookd register` (or register = "auto") would store it.
+    td.daemon()
+        .store
+        .write(|c| {
+            hookd::store::subscriptions::save(
+                c,
+                &hookd::store::subscriptions::Registration {
+                    source: "lu".into(),
+                    provider: "linkup".into(),
+                    remote_id: Some(WEBHOOK_ID.into()),
+                    secret: None,
+                    info: serde_json::json!({}),
+                    updated_at: 1,
+                },
+            )
+        })
+        .await
+        .unwrap();
+    td.daemon().pull.registered().notify();
+    eventually(LONG, || (!sim.requests("/stream").is_empty()).then_some(())).await;
+    sim.push(1);
+    wait_events(td.dir.path(), "lu", 1).await;
+    td.stop().await;
+}

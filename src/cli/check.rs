@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{Config, HandlerKind};
+use crate::config::{Config, HandlerKind, PullConfig};
 use crate::provider::Mode;
 
 pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
@@ -42,11 +42,15 @@ pub fn plan(cfg: &Config) -> String {
     for s in &cfg.sources {
         let at = match s.mode {
             Mode::Push => format!("POST {}", s.path),
-            m => format!(
-                "{} from {}",
-                m.name(),
-                s.api_base.as_deref().unwrap_or("(no api_base)")
-            ),
+            m => match s.pull.as_ref().map(|p| (&p.sse, &p.poll)) {
+                Some((Some(sse), _)) if m == Mode::Sse => format!("sse {}", sse.url),
+                Some((_, Some(poll))) => format!("poll {}", poll.url),
+                _ => format!(
+                    "{} from {}",
+                    m.name(),
+                    s.api_base.as_deref().unwrap_or("(no api_base)")
+                ),
+            },
         };
         let secrets: Vec<String> = s.secret_refs.iter().map(|r| r.to_string()).collect();
         out += &format!(
@@ -57,6 +61,9 @@ pub fn plan(cfg: &Config) -> String {
             s.scheme.name(),
             secrets.join(", ")
         );
+        if let Some(p) = &s.pull {
+            out += &pull_line(s.mode, p);
+        }
     }
     out += "\nhandlers\n";
     for h in &cfg.handlers {
@@ -98,4 +105,23 @@ pub fn plan(cfg: &Config) -> String {
         );
     }
     out
+}
+
+/// The tuning of a pull source, under its source line.
+fn pull_line(mode: Mode, p: &PullConfig) -> String {
+    let d = humantime::format_duration;
+    let mut parts = Vec::new();
+    if let (Mode::Sse, Some(sse)) = (mode, &p.sse) {
+        parts.push(format!("idle timeout {}", d(sse.idle_timeout)));
+        if let Some(poll) = &p.poll {
+            parts.push(format!("backfill from {}", poll.url));
+        }
+    }
+    if let (Mode::Poll, Some(poll)) = (mode, &p.poll) {
+        parts.push(format!("every {}, limit {}", d(poll.interval), poll.limit));
+    }
+    if p.needs_stored_id() {
+        parts.push("webhook id from `hookd register`".into());
+    }
+    format!("  {:<14} {}\n", "", parts.join("; "))
 }

@@ -93,8 +93,11 @@ async fn serve(path: &Path, cfg: Config) -> anyhow::Result<ExitCode> {
             daemon.store.clone(),
             daemon.runtime.clone(),
         );
+        let registered = daemon.pull.registered();
         tokio::spawn(async move {
             crate::provider::manage::auto::register_auto(&cfg, &store, &runtime).await;
+            // SSE/poll sources waiting for their webhook id look again.
+            registered.notify();
         })
     };
 

@@ -32,6 +32,30 @@ pub struct PullCtx {
     pub ingest: Arc<Ingest>,
     /// The daemon's HTTP client (no whole-request timeout: it streams).
     pub http: reqwest::Client,
+    /// Bumped when registrations may have changed (a source waiting for
+    /// its webhook id looks again).
+    registrations: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl PullCtx {
+    pub fn new(ingest: Arc<Ingest>, http: reqwest::Client) -> PullCtx {
+        PullCtx {
+            ingest,
+            http,
+            registrations: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+}
+
+/// Tells pull sources waiting for a webhook id that one may be stored now
+/// (after `register = "auto"` ran). Cheap to clone.
+#[derive(Clone)]
+pub struct Registered(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Registered {
+    pub fn notify(&self) {
+        self.0.send_modify(|n| *n += 1);
+    }
 }
 
 /// The daemon's HTTP client for provider APIs: one pool, rustls with
@@ -241,7 +265,9 @@ pub async fn webhook_id(
     if !pull.needs_stored_id() {
         return Some(pull.webhook_id.clone());
     }
+    let mut changed = ctx.registrations.subscribe();
     loop {
+        changed.mark_unchanged();
         let n = name.to_string();
         let stored = ctx
             .ingest
@@ -264,6 +290,7 @@ pub async fn webhook_id(
         tokio::select! {
             _ = stop.cancelled() => return None,
             _ = tokio::time::sleep(ID_RECHECK) => {}
+            _ = changed.changed() => {}
         }
     }
 }
@@ -418,6 +445,11 @@ impl PullSources {
         for (_, r) in running.drain() {
             let _ = r.task.await;
         }
+    }
+
+    /// A handle that wakes sources waiting for their webhook id.
+    pub fn registered(&self) -> Registered {
+        Registered(self.ctx.registrations.clone())
     }
 
     /// Names of the pull sources running now.
