@@ -73,9 +73,8 @@ pub struct PageItem {
 /// the opaque cursor; None on a source's very first poll (the provider then
 /// answers from the start of what it keeps).
 pub fn since_value(cfg: &PollConfig, cur: &Cursor) -> Option<String> {
-    if cfg.cursor.is_none() {
-        return None;
-    }
+    // Without a cursor pointer there is nothing to resume from.
+    cfg.cursor.as_ref()?;
     let t = match cfg.since_format {
         SinceFormat::Opaque => return cur.cursor.clone(),
         _ => cur.position_at? - cfg.overlap.as_micros().min(i64::MAX as u128) as i64,
