@@ -328,6 +328,13 @@ pub async fn catch_up(
             items.sort_by_key(|i| i.at.unwrap_or(i64::MIN));
         }
         let advance = page_advance(&items);
+        if cfg.since_format.is_time() && advance.position_at.is_none() && advance.cursor.is_some() {
+            tracing::warn!(
+                source = %name,
+                "the cursor {:?} is not a time, so polling cannot resume from it; set since_format = \"opaque\" (or unix, unix_ms)",
+                advance.cursor.as_deref().unwrap_or_default()
+            );
+        }
         let read_at = Instant::now();
         let batch = items
             .into_iter()

@@ -15,9 +15,10 @@
 //! a commit runs are committed together next, with the Last-Event-ID of the
 //! last one in the same transaction.
 //!
-//! **Backfill.** When the source also has a poll endpoint and a stored
-//! position, every connection first reads the poll endpoint from that
-//! position, concurrently with the stream (started after the stream is
+//! **Backfill.** When the source also has a poll endpoint, every connection
+//! first reads the poll endpoint from the stored position (on the first
+//! connection ever: everything the provider still keeps), concurrently
+//! with the stream (started after the stream is
 //! open, so nothing falls between the two). Until that catch-up finishes,
 //! stream events do not move the position: a crash mid-backfill restarts it
 //! from where it was. Dedup makes the overlap harmless.
@@ -43,8 +44,10 @@ use crate::store::StoreError;
 use crate::store::cursors::Advance;
 use crate::store::pull_status::{Counts, State};
 
-/// Events read ahead while a commit runs; beyond this the stream waits.
+/// Events (and bytes) read ahead while a commit runs; beyond either the
+/// stream waits.
 const MAX_BATCH: usize = 2048;
+const MAX_BATCH_BYTES: usize = 16 << 20;
 /// A connection that lived this long (or stored an event) resets the backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 
@@ -203,10 +206,9 @@ impl<'a> Connection<'a> {
         tracing::info!(source = %name, "SSE connected to {shown}");
         ctx.ingest.metrics.pull_connected(name, true);
         pull::status(ctx, name, Mode::Sse, State::Connected, None).await;
-        let backfill = match (&self.pull.poll, cur.position_at) {
-            (Some(_), Some(_)) => Some(self.spawn_backfill()),
-            _ => None,
-        };
+        // From the stored position; on a source's first connection, from
+        // the start of what the provider still keeps.
+        let backfill = self.pull.poll.as_ref().map(|_| self.spawn_backfill());
         let (reason, stored) = self
             .read(&mut stream, &activity, &mut tick, backfill, retry_hint)
             .await;
@@ -316,7 +318,7 @@ impl<'a> Connection<'a> {
                 _ = tick.tick() => if activity.idle() >= cfg.idle_timeout {
                     break Some(format!("no bytes for {}", humantime::format_duration(cfg.idle_timeout)));
                 },
-                item = stream.next(), if batch.items.len() < MAX_BATCH => match item {
+                item = stream.next(), if batch.items.len() < MAX_BATCH && batch.bytes < MAX_BATCH_BYTES => match item {
                     None => break Some("the server closed the stream".into()),
                     Some(Err(e)) => break Some(describe(&e)),
                     Some(Ok(SSE::Event(ev))) => {
@@ -361,6 +363,7 @@ impl<'a> Connection<'a> {
             }
             batch.last_id = Some(id.to_string());
         }
+        batch.bytes += ev.data.len();
         batch.items.push(Item {
             body: bytes::Bytes::from(ev.data),
             headers,
@@ -373,6 +376,7 @@ impl<'a> Connection<'a> {
 #[derive(Default)]
 struct Batch {
     items: Vec<Item>,
+    bytes: usize,
     last_id: Option<String>,
     /// A backfill is still running: stream events must not move the position.
     gap_open: bool,
@@ -384,6 +388,7 @@ struct Batch {
 impl Batch {
     fn commit<'a>(&mut self, ctx: &'a PullCtx, name: &'a str) -> Commit<'a> {
         let items = std::mem::take(&mut self.items);
+        self.bytes = 0;
         let advance = Advance {
             last_event_id: self.last_id.take(),
             // Everything up to the newest stored event is in, once no gap is open.
