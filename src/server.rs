@@ -5,10 +5,18 @@
 //! or bloated clients are cut off), TLS through rustls, listeners handed in
 //! by systemd, a cap on open connections, and a graceful drain on shutdown
 //! that lets in-flight requests finish.
+//!
+//! hyper's header timeout only starts once the protocol is known, and the
+//! auto (HTTP/1 or HTTP/2) builder decides that by reading the first bytes
+//! without any deadline. [`Preface`] bounds that phase too, so a client that
+//! connects and sends nothing (or half of the HTTP/2 preface) is cut off
+//! after `header_timeout` instead of holding a connection slot for ever.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,6 +27,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -115,14 +124,16 @@ pub async fn serve(
             let svc = TowerToHyperService::new(svc);
             match tls {
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    let io = Preface::new(stream, timeout);
+                    let conn = builder.serve_connection(TokioIo::new(io), svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
                 Some(acceptor) => {
                     let Some(tls_stream) = handshake(&acceptor, stream, timeout).await else {
                         return;
                     };
-                    let conn = builder.serve_connection(TokioIo::new(tls_stream), svc);
+                    let io = Preface::new(tls_stream, timeout);
+                    let conn = builder.serve_connection(TokioIo::new(io), svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
             }
@@ -170,5 +181,85 @@ async fn handshake(
             tracing::debug!("TLS handshake timed out");
             None
         }
+    }
+}
+
+/// Bytes that settle the protocol: the length of the HTTP/2 preface, the
+/// most hyper's version detection reads before it decides.
+const PREFACE_LEN: usize = 24;
+
+/// A connection whose first [`PREFACE_LEN`] bytes must arrive before a
+/// deadline; after that it is the plain stream (hyper's own header and
+/// body limits take over).
+struct Preface<S> {
+    inner: S,
+    seen: usize,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> Preface<S> {
+    fn new(inner: S, limit: Duration) -> Preface<S> {
+        Preface {
+            inner,
+            seen: 0,
+            deadline: Some(Box::pin(tokio::time::sleep(limit))),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Preface<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(d) = &mut this.deadline
+            && d.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client sent no request in time",
+            )));
+        }
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            this.seen += buf.filled().len() - before;
+            if this.seen >= PREFACE_LEN {
+                this.deadline = None;
+            }
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Preface<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
