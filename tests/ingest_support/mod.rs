@@ -207,10 +207,17 @@ impl RawResponse {
 }
 
 /// Builds an HTTP/1.1 POST with exactly these header lines and body,
-/// nothing added but `Host` and `Connection: close`.
+/// nothing added but `Host`, `Connection: close` and a `Content-Length`
+/// (unless the headers already say how the body is framed).
 pub fn raw_post(path: &str, headers: &[(&str, &[u8])], body: &[u8]) -> Vec<u8> {
     let mut out =
         format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n").into_bytes();
+    let framed = headers.iter().any(|(k, _)| {
+        k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+    });
+    if !framed {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
     for (k, v) in headers {
         out.extend_from_slice(k.as_bytes());
         out.extend_from_slice(b": ");
@@ -314,4 +321,48 @@ pub async fn closed_by_server(s: &mut TcpStream) -> Vec<u8> {
             Err(_) => panic!("the server kept the connection open for {PATIENCE:?}"),
         }
     }
+}
+
+/// Starts an in-process daemon whose `[server]` table gets `server_extra`
+/// (e.g. short timeouts) on top of the usual test settings.
+pub async fn start_daemon(server_extra: &str, body: &str) -> crate::support::TestDaemon {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("receiver.toml");
+    let text = format!(
+        "[daemon]\nstate_dir = \"{}\"\nshutdown_grace = \"5s\"\n\n[server]\nlisten = [\"127.0.0.1:0\"]\n{server_extra}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{body}",
+        dir.path().join("state").display()
+    );
+    std::fs::write(&config_path, text).unwrap();
+    let cfg = hookd::config::load(&config_path).unwrap_or_else(|e| panic!("test config: {e}"));
+    let daemon = hookd::daemon::Daemon::start(cfg, Default::default())
+        .await
+        .unwrap();
+    let base = format!("http://{}", daemon.push_addrs[0]);
+    let admin = daemon.admin_addr.map(|a| format!("http://{a}"));
+    crate::support::TestDaemon {
+        dir,
+        config_path,
+        daemon: Some(daemon),
+        base,
+        admin,
+    }
+}
+
+/// `host:port` of a daemon's first push listener.
+pub fn addr(d: &crate::support::TestDaemon) -> String {
+    d.daemon().push_addrs[0].to_string()
+}
+
+/// An HTTP/1.1 chunked POST: `chunks` as given, then the last chunk.
+pub fn raw_chunked(path: &str, headers: &[(&str, &[u8])], chunks: &[&[u8]]) -> Vec<u8> {
+    let mut h: Vec<(&str, &[u8])> = headers.to_vec();
+    h.push(("Transfer-Encoding", b"chunked"));
+    let mut out = raw_post(path, &h, b"");
+    for c in chunks {
+        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
 }
