@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// Short timeouts so slow clients are cut off quickly; a small body limit.
-const SERVER: &str = "header_timeout = \"1s\"\nrequest_timeout = \"2s\"\nmax_body = \"64KiB\"";
+const SERVER: &str = "header_timeout = \"2s\"\nrequest_timeout = \"4s\"\nmax_body = \"64KiB\"";
 
 fn sources() -> String {
     let generic = |name: &str, secret: &str, sig: &str, extract: &str| {
@@ -889,5 +889,73 @@ async fn well_formed_traffic_is_served_during_slowloris() {
     }
     attackers.abort_all();
     assert_eq!(d.count("SELECT COUNT(*) FROM events"), sent);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn paths_uris_and_expect_continue() {
+    let d = start_daemon(SERVER, &sources()).await;
+    let b = body("p1");
+    let sig = gh_sig(&b);
+    let at = |path: &str| raw_post(path, &[("X-Hub-Signature-256", &sig)], &b);
+    let long = format!("/hooks/gh?{}", "q".repeat(70 << 10));
+    let probes = vec![
+        probe("dot segments", at("/hooks/x/../gh"), Status(404)),
+        probe("double slash", at("//hooks/gh"), Status(404)),
+        probe("percent-encoded name", at("/hooks/%67h"), Status(404)),
+        probe("a 70 KiB URI", at(&long), Status(431)),
+        probe(
+            "Expect: 100-continue with a body over the limit",
+            b"POST /hooks/gh HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\nX-Hub-Signature-256: sha256=00\r\n\r\n".to_vec(),
+            Status(413),
+        ),
+        probe("origin form, valid", at("/hooks/gh"), Status(200)),
+    ];
+    let accepted = run(&d, probes).await;
+    assert_eq!(accepted, 1);
+
+    // A client that waits for 100 Continue before sending the body (curl
+    // does for larger bodies) gets it, and then its answer.
+    let b = body("expect");
+    let mut s = TcpStream::connect(addr(&d)).await.unwrap();
+    let head = format!(
+        "POST /hooks/gh HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\nX-Hub-Signature-256: {}\r\nConnection: close\r\n\r\n",
+        b.len(),
+        String::from_utf8(gh_sig(&b)).unwrap()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let cont = read_response(&mut s).await.expect("100 Continue");
+    assert_eq!(cont.status, 100);
+    s.write_all(&b).await.unwrap();
+    let r = read_response(&mut s).await.expect("an answer");
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (200, Some("accepted"))
+    );
+    assert_eq!(d.count("SELECT COUNT(*) FROM events"), 2);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served() {
+    let d = start_daemon(SERVER, &sources()).await;
+    let c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for i in 0..3 {
+        let b = body(&format!("h2-{i}"));
+        let r = c
+            .post(d.url("/hooks/gh"))
+            .timeout(PATIENCE)
+            .header("X-Hub-Signature-256", gh_sig(&b))
+            .body(b)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    assert_eq!(d.count("SELECT COUNT(*) FROM events"), 3);
     d.stop().await;
 }

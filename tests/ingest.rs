@@ -903,3 +903,26 @@ fn check_names_file_line_and_key_of_a_mistake() {
         .success()
         .stdout(predicates::str::contains("POST /hooks/s"));
 }
+
+#[tokio::test]
+async fn the_same_id_in_two_sources_is_two_events() {
+    let body = format!(
+        "{}{}",
+        small_source(),
+        small_source().replace("name = \"s\"", "name = \"t\"")
+    );
+    let d = TestDaemon::start(&body).await;
+    let c = reqwest::Client::new();
+    let ev = generic_body("same");
+    for path in ["/hooks/s", "/hooks/t"] {
+        let r = post(&c, &d.url(path), &sig::github("k", &ev), &ev).await;
+        assert_eq!(
+            (r.status, r.word()),
+            (200, "accepted"),
+            "{path}: {:?}",
+            r.json
+        );
+    }
+    assert_eq!(d.count("SELECT COUNT(DISTINCT source) FROM events"), 2);
+    d.stop().await;
+}

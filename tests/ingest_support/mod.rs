@@ -262,6 +262,14 @@ pub async fn read_response(s: &mut TcpStream) -> Option<RawResponse> {
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     let mut body = buf[head_end + 4..].to_vec();
+    if (100..200).contains(&status) || status == 204 || status == 304 {
+        // No body by definition; anything after belongs to what follows.
+        return Some(RawResponse {
+            status,
+            headers,
+            body: Vec::new(),
+        });
+    }
     let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     let want = get("content-length").and_then(|v| v.parse::<usize>().ok());
     let chunked = get("transfer-encoding").is_some_and(|v| v.contains("chunked"));
@@ -326,7 +334,15 @@ pub async fn closed_by_server(s: &mut TcpStream) -> Vec<u8> {
 /// Starts an in-process daemon whose `[server]` table gets `server_extra`
 /// (e.g. short timeouts) on top of the usual test settings.
 pub async fn start_daemon(server_extra: &str, body: &str) -> crate::support::TestDaemon {
-    let dir = tempfile::tempdir().unwrap();
+    start_daemon_in(tempfile::tempdir().unwrap(), server_extra, body).await
+}
+
+/// [`start_daemon`] in a directory the caller prepared (state in `dir/state`).
+pub async fn start_daemon_in(
+    dir: tempfile::TempDir,
+    server_extra: &str,
+    body: &str,
+) -> crate::support::TestDaemon {
     let config_path = dir.path().join("receiver.toml");
     let text = format!(
         "[daemon]\nstate_dir = \"{}\"\nshutdown_grace = \"5s\"\n\n[server]\nlisten = [\"127.0.0.1:0\"]\n{server_extra}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{body}",
