@@ -770,9 +770,16 @@ async fn silent_and_stalled_preface_connections_are_cut_off() {
     // One byte of an HTTP/1 request line, then nothing.
     let mut one = TcpStream::connect(addr(&d)).await.unwrap();
     one.write_all(b"P").await.unwrap();
+    // The whole HTTP/2 preface, then no SETTINGS frame.
+    let mut preface = TcpStream::connect(addr(&d)).await.unwrap();
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
     closed_by_server(&mut idle).await;
     closed_by_server(&mut stalled).await;
     closed_by_server(&mut one).await;
+    closed_by_server(&mut preface).await;
     d.stop().await;
 }
 
@@ -957,5 +964,52 @@ async fn http2_with_prior_knowledge_is_served() {
         assert_eq!(r.status().as_u16(), 200);
     }
     assert_eq!(d.count("SELECT COUNT(*) FROM events"), 3);
+    d.stop().await;
+}
+
+/// An HTTP/2 client that opens a connection, answers SETTINGS and PINGs
+/// like any real client, and never starts a stream. Returns whether the
+/// server said GOAWAY before it closed the connection.
+async fn idle_h2_client(addr: &str) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap(); // empty SETTINGS
+    let mut goaway = false;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut head = [0u8; 9];
+        match tokio::time::timeout_at(deadline, s.read_exact(&mut head)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return goaway,
+            Err(_) => panic!("an idle HTTP/2 connection was kept open for {PATIENCE:?}"),
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let (kind, flags) = (head[3], head[4]);
+        let mut payload = vec![0u8; len];
+        if s.read_exact(&mut payload).await.is_err() {
+            return goaway;
+        }
+        match (kind, flags & 1) {
+            (4, 0) => {
+                let _ = s.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await;
+            }
+            (6, 0) => {
+                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                ack.extend_from_slice(&payload);
+                let _ = s.write_all(&ack).await;
+            }
+            (7, _) => goaway = true,
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_http2_connections_are_closed() {
+    let d = start_daemon(SERVER, &sources()).await;
+    assert!(idle_h2_client(&addr(&d)).await, "closed without GOAWAY");
     d.stop().await;
 }

@@ -277,7 +277,14 @@ async fn a_long_reader_does_not_block_ingest() {
 #[tokio::test]
 async fn a_full_write_queue_is_503_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let d = start_daemon_in(dir, "max_pending = 1", &generic_source("s", "k")).await;
+    // A short header_timeout as well: a request waiting on the store is in
+    // progress, and must not be cut off as an idle connection.
+    let d = start_daemon_in(
+        dir,
+        "max_pending = 1\nheader_timeout = \"1s\"",
+        &generic_source("s", "k"),
+    )
+    .await;
     let db = d.dir.path().join("state/hookd.db");
     let c = reqwest::Client::new();
     let url = d.url("/hooks/s");
