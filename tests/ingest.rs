@@ -926,3 +926,63 @@ async fn the_same_id_in_two_sources_is_two_events() {
     assert_eq!(d.count("SELECT COUNT(DISTINCT source) FROM events"), 2);
     d.stop().await;
 }
+
+/// A self-signed certificate for 127.0.0.1 made with the openssl CLI, or
+/// `None` where it is not installed.
+fn self_signed(dir: &std::path::Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some((cert, key))
+}
+
+#[tokio::test]
+async fn https_listener_verifies_and_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = self_signed(dir.path()) else {
+        eprintln!("skipped: no openssl CLI to make a test certificate");
+        return;
+    };
+    let server = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"\nheader_timeout = \"2s\"",
+        cert.display(),
+        key.display()
+    );
+    let d = sig::start_daemon_in(dir, &server, &small_source()).await;
+    let addr = d.daemon().push_addrs[0];
+    let c = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap()])
+        .build()
+        .unwrap();
+    let url = format!("https://{addr}/hooks/s");
+    let body = generic_body("tls-1");
+    let r = post(&c, &url, &sig::github("k", &body), &body).await;
+    assert_eq!((r.status, r.word()), (200, "accepted"), "{:?}", r.json);
+    let r = post(&c, &url, &sig::github("wrong", &body), &body).await;
+    assert_eq!(r.status, 401);
+    // Plain HTTP on the TLS port gets nowhere.
+    let plain = sig::raw(&addr.to_string(), &sig::raw_post("/hooks/s", &[], b"{}")).await;
+    assert!(plain.is_none(), "{plain:?}");
+    // A client that connects and never starts the handshake is cut off.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sig::closed_by_server(&mut s).await;
+    assert_eq!(d.count("SELECT COUNT(*) FROM events"), 1);
+    d.stop().await;
+}
