@@ -314,3 +314,70 @@ async fn a_full_write_queue_is_503_at_once() {
     assert_eq!((r.status, r.word()), (200, "accepted"), "{:?}", r.json);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_batches_hitting_the_limit_never_ack_a_lost_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &generic_source("s", "k"));
+    let p = Proc::spawn(&cfg, &[]);
+    let db = dir.path().join("state/hookd.db");
+    let wal = dir.path().join("state/hookd.db-wal");
+    let c = reqwest::Client::new();
+    let url = p.url("/hooks/s");
+    assert_eq!(send(&c, &url, &event("warm", 10)).await.status, 200);
+
+    // Room for a few batches, then the limit falls in the middle of one.
+    set_fsize_limit(p.child.id(), Some(size(&wal).max(size(&db)) + (96 << 10)));
+    let (mut acked, mut refused) = (vec!["warm".to_string()], Vec::new());
+    for wave in 0..20 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..16 {
+            let (c, url, id) = (c.clone(), url.clone(), format!("w{wave}-{i}"));
+            tasks.spawn(async move {
+                let r = send(&c, &url, &event(&id, 6000)).await;
+                (id, r)
+            });
+        }
+        for (id, r) in tasks.join_all().await {
+            if r.status == 200 {
+                assert_eq!(r.word(), "accepted", "{id}");
+                acked.push(id);
+            } else {
+                assert_503(&r, &id);
+                refused.push(id);
+            }
+        }
+        if !refused.is_empty() {
+            break;
+        }
+    }
+    assert!(!refused.is_empty(), "the limit never refused a write");
+    eprintln!(
+        "concurrent: {} acked, {} refused",
+        acked.len(),
+        refused.len()
+    );
+    let stored = stored_ids(&db);
+    for id in &acked {
+        assert!(
+            stored.contains(id),
+            "{id} was answered 200 but is not stored"
+        );
+    }
+    for id in &refused {
+        assert!(!stored.contains(id), "{id} was answered 503 but is stored");
+    }
+    set_fsize_limit(p.child.id(), None);
+    for id in &refused {
+        let r = send(&c, &url, &event(id, 6000)).await;
+        assert_eq!(
+            (r.status, r.word()),
+            (200, "accepted"),
+            "{id}: {:?}",
+            r.json
+        );
+    }
+    assert_eq!(stored_ids(&db).len(), acked.len() + refused.len());
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait(PATIENCE), Some(0));
+}
