@@ -381,3 +381,71 @@ async fn concurrent_batches_hitting_the_limit_never_ack_a_lost_event() {
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait(PATIENCE), Some(0));
 }
+
+/// Files marked immutable (`chattr +i`) for the length of a test: the way
+/// root makes a file read-only even through descriptors already open
+/// (chmod changes nothing for an open descriptor, nor for root).
+struct Immutable(Vec<PathBuf>);
+
+impl Immutable {
+    /// `None` where the filesystem or the user cannot set the flag.
+    fn set(files: &[PathBuf]) -> Option<Immutable> {
+        let mut guard = Immutable(Vec::new());
+        for f in files {
+            let ok = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(f)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return None; // the guard clears what was set
+            }
+            guard.0.push(f.clone());
+        }
+        Some(guard)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(f)
+                .status();
+        }
+    }
+}
+
+#[tokio::test]
+async fn database_made_read_only_is_503_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_daemon_in(dir, "", &generic_source("s", "k")).await;
+    let state = d.dir.path().join("state");
+    let db = state.join("hookd.db");
+    let c = reqwest::Client::new();
+    let url = d.url("/hooks/s");
+    assert_eq!(send(&c, &url, &event("before", 10)).await.status, 200);
+
+    let files = [db.clone(), state.join("hookd.db-wal")];
+    let Some(ro) = Immutable::set(&files) else {
+        eprintln!("skipped: cannot mark files immutable here (needs root and ext4-like fs)");
+        d.stop().await;
+        return;
+    };
+    for i in 0..3 {
+        assert_503(
+            &send(&c, &url, &event(&format!("ro-{i}"), 10)).await,
+            "read-only",
+        );
+    }
+    drop(ro);
+    assert_eq!(stored_ids(&db), BTreeSet::from(["before".to_string()]));
+    for i in 0..3 {
+        let r = send(&c, &url, &event(&format!("ro-{i}"), 10)).await;
+        assert_eq!((r.status, r.word()), (200, "accepted"), "{:?}", r.json);
+    }
+    assert_eq!(stored_ids(&db).len(), 4);
+    d.stop().await;
+}
