@@ -216,10 +216,8 @@ async fn malformed_and_oversized_headers() {
         probe("150 small headers", refs(&many_small), Status(431)),
         probe(
             "two different Content-Length headers",
-            format!(
-                "POST /hooks/gh HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"
-            )
-            .into_bytes(),
+            b"POST /hooks/gh HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"
+                .to_vec(),
             Status(400),
         ),
         probe(
