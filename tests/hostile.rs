@@ -1011,3 +1011,60 @@ async fn idle_http2_connections_are_closed() {
     assert!(idle_h2_client(&addr(&d)).await, "closed without GOAWAY");
     d.stop().await;
 }
+
+/// Many large bodies at once: the memory held for bodies is capped (64 MiB
+/// here), the request that would go past it gets 503 with Retry-After
+/// instead of growing the heap, and once the big bodies are gone a normal
+/// request is accepted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_memory_is_capped_across_connections() {
+    let d = start_daemon(
+        "header_timeout = \"30s\"\nrequest_timeout = \"60s\"\nmax_body = \"16MiB\"",
+        &sources(),
+    )
+    .await;
+    let a = addr(&d);
+    const PART: usize = 9 << 20; // sent of each 10 MiB body: 8 of them pass 64 MiB
+    let head = |i: usize| {
+        format!(
+            "POST /hooks/gh HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Hub-Signature-256: sha256=00\r\nContent-Length: {}\r\n\r\n",
+            (10 << 20) + i
+        )
+    };
+    let filler = vec![b' '; PART];
+    let mut held = Vec::new();
+    let mut busy = None;
+    for i in 0..8 {
+        let mut s = TcpStream::connect(&a).await.unwrap();
+        s.write_all(head(i).as_bytes()).await.unwrap();
+        // The server may answer 503 and stop reading part-way.
+        let _ = s.write_all(&filler).await;
+        held.push(s);
+        // A connection refused for memory answers at once; the others wait.
+        let last = held.last_mut().unwrap();
+        if let Ok(Some(r)) =
+            tokio::time::timeout(Duration::from_millis(500), read_response(last)).await
+        {
+            busy = Some(r);
+            break;
+        }
+    }
+    let r = busy.expect("some request past the body budget is refused");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    drop(held);
+    let client = reqwest::Client::new();
+    let b = body("after-the-flood");
+    // The dropped connections release their bytes as the server notices.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let ok = loop {
+        let r = post(&client, &d.url("/hooks/gh"), &github("k", &b), &b).await;
+        if r.status != 503 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.word(), "accepted");
+    assert_eq!(d.count("SELECT count(*) FROM events"), 1);
+}
