@@ -5,24 +5,35 @@
 //! or bloated clients are cut off), TLS through rustls, listeners handed in
 //! by systemd, a cap on open connections, and a graceful drain on shutdown
 //! that lets in-flight requests finish.
+//!
+//! hyper's header timeout covers an HTTP/1 request that is slow to arrive,
+//! but not a connection that never starts one: the auto (HTTP/1 or HTTP/2)
+//! builder reads the first bytes without a deadline, and an HTTP/2
+//! connection may sit with no stream for ever (its pings are answered by
+//! any client). Each connection therefore counts its requests in flight
+//! ([`Activity`]); one that has had none for `header_timeout` is asked to
+//! close, and dropped if it is still open one more `header_timeout` later.
+//! So nobody holds a connection slot without using it.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 /// The peer address, put into each request's extensions.
@@ -78,7 +89,8 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    let closing = shutdown.child_token();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let builder = Arc::new(builder(&limits));
     loop {
@@ -99,37 +111,29 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let watcher = graceful.watcher();
-        let (router, builder, tls, timeout) = (
+        let (router, builder, tls, closing, timeout) = (
             router.clone(),
             builder.clone(),
             tls.clone(),
+            closing.clone(),
             limits.header_timeout,
         );
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
-            let svc = router.map_request(move |mut req: http::Request<Incoming>| {
-                req.extensions_mut().insert(Peer(peer));
-                req
-            });
-            let svc = TowerToHyperService::new(svc);
-            match tls {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                }
-                Some(acceptor) => {
-                    let Some(tls_stream) = handshake(&acceptor, stream, timeout).await else {
-                        return;
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(tls_stream), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                }
-            }
+            let io: Box<dyn Io> = match tls {
+                None => Box::new(stream),
+                Some(acceptor) => match handshake(&acceptor, stream, timeout).await {
+                    Some(s) => Box::new(s),
+                    None => return,
+                },
+            };
+            serve_connection(&builder, io, router, peer, timeout, closing).await;
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain, graceful.shutdown())
+    closing.cancel();
+    connections.close();
+    if tokio::time::timeout(limits.drain, connections.wait())
         .await
         .is_err()
     {
@@ -137,6 +141,110 @@ pub async fn serve(
             "some connections were still open after {:?}; closing them",
             limits.drain
         );
+    }
+}
+
+/// A connection's byte stream, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// Drives one connection until it ends, is idle too long, or the listener
+/// closes (then in-flight requests finish first).
+async fn serve_connection(
+    builder: &Builder<TokioExecutor>,
+    io: Box<dyn Io>,
+    router: Router,
+    peer: SocketAddr,
+    idle: Duration,
+    closing: CancellationToken,
+) {
+    let activity = Arc::new(Activity::new());
+    let counted = activity.clone();
+    let svc = router
+        .map_request(move |mut req: http::Request<Incoming>| {
+            req.extensions_mut().insert(Peer(peer));
+            req
+        })
+        .map_future(move |fut| {
+            let guard = counted.start();
+            async move {
+                let out = fut.await;
+                drop(guard);
+                out
+            }
+        });
+    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
+    tokio::pin!(conn);
+    let mut asked_to_close = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = closing.cancelled(), if !asked_to_close => {
+                conn.as_mut().graceful_shutdown();
+                asked_to_close = true;
+            }
+            _ = activity.idle(idle) => {
+                if asked_to_close {
+                    tracing::debug!("dropping connection from {peer}: still open after being asked to close");
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+                asked_to_close = true;
+                activity.touch();
+            }
+        }
+    }
+}
+
+/// Requests in flight on one connection, and when it last had one.
+struct Activity {
+    in_flight: AtomicUsize,
+    last: Mutex<Instant>,
+}
+
+/// One request in flight; dropping it ends the request.
+struct InFlight(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    fn touch(&self) {
+        if let Ok(mut l) = self.last.lock() {
+            *l = Instant::now();
+        }
+    }
+
+    /// Resolves once no request has been in flight for `limit`.
+    async fn idle(&self, limit: Duration) {
+        loop {
+            let wait = if self.in_flight.load(Ordering::SeqCst) > 0 {
+                limit
+            } else {
+                let since = self.last.lock().map(|l| l.elapsed()).unwrap_or_default();
+                match limit.checked_sub(since) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return,
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

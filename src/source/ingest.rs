@@ -71,6 +71,19 @@ pub struct Ingest {
     /// Woken after a commit that created deliveries.
     pub wake: Arc<Notify>,
     rejection_slots: Arc<Semaphore>,
+    /// Bytes of request bodies held in memory at once, across all requests.
+    pub body_budget: Arc<Semaphore>,
+}
+
+/// Memory for request bodies being read or waiting for their commit: at
+/// least this much, and at least a few maximal bodies. Beyond it requests
+/// are answered 503 with Retry-After instead of growing the heap, so many
+/// large concurrent bodies cannot exhaust memory.
+pub const BODY_BUDGET_MIN: usize = 64 << 20;
+
+/// The body budget for a `max_body`.
+pub fn body_budget(max_body: usize) -> usize {
+    BODY_BUDGET_MIN.max(max_body.saturating_mul(4))
 }
 
 impl Ingest {
@@ -80,12 +93,15 @@ impl Ingest {
         runtime: SharedRuntime,
         wake: Arc<Notify>,
     ) -> Ingest {
+        let max_body = runtime.load().config.server.max_body;
+        let body_budget = Arc::new(Semaphore::new(body_budget(max_body)));
         Ingest {
             store,
             metrics,
             runtime,
             wake,
             rejection_slots: Arc::new(Semaphore::new(REJECTION_WRITES)),
+            body_budget,
         }
     }
 

@@ -12,9 +12,11 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ingest::{Inbound, Ingest, Refusal, Stored, now};
 use crate::server::Peer;
@@ -77,8 +79,13 @@ async fn handle(State(ingest): State<Arc<Ingest>>, req: Request) -> Response {
     let remote = req.extensions().get::<Peer>().map(|p| p.0.to_string());
     let (parts, body) = req.into_parts();
     let budget = server.request_timeout.saturating_sub(started.elapsed());
-    let body = match read_body(body, server.max_body, budget).await {
+    let (body, _memory) = match read_body(body, server.max_body, budget, &ingest.body_budget).await
+    {
         Ok(b) => b,
+        Err(BodyError::Busy) => {
+            ingest.metrics.rejected(&src.name, "memory_budget");
+            return unavailable(&StoreError::Overloaded);
+        }
         Err(BodyError::TooLarge) => return too_large(),
         Err(BodyError::TimedOut) => {
             ingest.metrics.rejected(&src.name, "request_timeout");
@@ -138,15 +145,49 @@ fn unavailable(e: &StoreError) -> Response {
 enum BodyError {
     TooLarge,
     TimedOut,
+    /// The global body budget is used up: answer 503, retry later.
+    Busy,
     Broken(String),
 }
 
-async fn read_body(body: Body, max: usize, budget: Duration) -> Result<bytes::Bytes, BodyError> {
-    let collect = Limited::new(body, max).collect();
-    match tokio::time::timeout(budget, collect).await {
-        Err(_) => Err(BodyError::TimedOut),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Ok(Err(e)) => Err(BodyError::Broken(e.to_string())),
-    }
+/// Reads the body within `max` bytes and `budget` time, reserving each
+/// chunk's bytes from the shared body budget; the returned permit holds
+/// them until the caller drops it (after the commit).
+async fn read_body(
+    body: Body,
+    max: usize,
+    budget: Duration,
+    memory: &Arc<Semaphore>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
+    let read = async {
+        let mut body = Limited::new(body, max);
+        let mut buf = BytesMut::new();
+        let mut held: Option<OwnedSemaphorePermit> = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| match e.downcast_ref::<LengthLimitError>() {
+                Some(_) => BodyError::TooLarge,
+                None => BodyError::Broken(e.to_string()),
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            let n = u32::try_from(data.len()).map_err(|_| BodyError::TooLarge)?;
+            let permit = memory
+                .clone()
+                .try_acquire_many_owned(n)
+                .map_err(|_| BodyError::Busy)?;
+            match held.as_mut() {
+                Some(h) => h.merge(permit),
+                None => held = Some(permit),
+            }
+            buf.extend_from_slice(&data);
+        }
+        Ok((buf.freeze(), held))
+    };
+    tokio::time::timeout(budget, read)
+        .await
+        .unwrap_or(Err(BodyError::TimedOut))
 }
