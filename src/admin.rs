@@ -1,5 +1,8 @@
 //! The admin listener: `/healthz`, `/readyz` and `/metrics` (SPEC §6).
 //!
+//! `/readyz` is 503 while draining, when the store cannot commit, or when a
+//! pull source has stopped for good (it needs the operator).
+//!
 //! Loopback by default (the config refuses anything else without
 //! `allow_remote = true`) because none of it is authenticated.
 
@@ -12,7 +15,7 @@ use axum::routing::get;
 use http::{StatusCode, header};
 
 use crate::metrics::SharedMetrics;
-use crate::store::Store;
+use crate::store::{Store, pull_status};
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -34,11 +37,28 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     if s.draining.load(std::sync::atomic::Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
-    if s.store.healthy().await {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "store not writable\n").into_response()
+    if !s.store.healthy().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, "store not writable\n").into_response();
     }
+    match stopped_sources(&s.store).await {
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+        None => (StatusCode::OK, "ready\n").into_response(),
+    }
+}
+
+/// Pull sources stopped for good (the provider refused the credentials or
+/// the webhook is gone): one line each, or None when all are healthy.
+async fn stopped_sources(store: &Store) -> Option<String> {
+    let rows = store.read(pull_status::list).await.ok()?;
+    let stopped: String = rows
+        .iter()
+        .filter(|r| r.state == pull_status::State::Stopped.name())
+        .map(|r| {
+            let why = r.last_error.as_deref().unwrap_or("stopped");
+            format!("source {} stopped: {why}\n", r.source)
+        })
+        .collect();
+    (!stopped.is_empty()).then_some(stopped)
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {

@@ -338,6 +338,17 @@ async fn unauthorized_stops_sse_and_poll_sources_with_a_clear_error() {
     // Stopped means stopped: one attempt each, no retry loop.
     assert_eq!(sim.requests("/stream").len(), 1);
     assert_eq!(sim.requests("/events").len(), 1);
+    // And the operator's health check says so.
+    let ready = reqwest::get(format!("{}/readyz", td.admin.as_ref().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let text = ready.text().await.unwrap();
+    assert!(
+        text.contains("source lu-sse stopped") && text.contains("source lu-poll stopped"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong-key"), "{text}");
     td.stop().await;
 }
 
