@@ -23,6 +23,7 @@ use super::pull::{self, Item, PullCtx};
 use crate::config::{PollConfig, PullConfig, SinceFormat};
 use crate::dispatch::retry;
 use crate::provider::Mode;
+use crate::provider::manage::client;
 use crate::secret::Secret;
 use crate::store::cursors::{Advance, Cursor};
 use crate::store::pull_status::{Counts, State};
@@ -140,61 +141,22 @@ fn refusal(status: StatusCode, headers: &HeaderMap, body: &[u8], shown: &str) ->
     }
 }
 
-/// `: message` from a JSON error envelope (LinkUp's `{error:{code,message}}`
-/// and the like), or a short clean excerpt of a text body.
+/// `: message` from the provider's error body (the same reading the
+/// management calls use), or nothing when the body says nothing.
 pub fn provider_message(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<Value>(body) {
-        let pick = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
-        let parts: Vec<String> = ["/error/code", "/error/message", "/message", "/error"]
-            .iter()
-            .filter_map(|p| pick(p))
-            .collect();
-        if !parts.is_empty() {
-            return format!(": {}", clean(&parts.join(": ")));
-        }
-    }
-    let text = clean(&String::from_utf8_lossy(&body[..body.len().min(200)]));
-    if text.is_empty() {
-        String::new()
+    let msg = client::provider_message(&String::from_utf8_lossy(body));
+    if msg.is_empty() {
+        msg
     } else {
-        format!(": {text}")
+        format!(": {msg}")
     }
-}
-
-fn clean(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect::<String>()
-        .trim()
-        .to_string()
 }
 
 /// `Retry-After` as seconds or an HTTP date, capped.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    let d = match v.parse::<u64>() {
-        Ok(s) => Duration::from_secs(s),
-        Err(_) => {
-            let t = httpdate(v)?;
-            let now = timefmt::now_micros();
-            Duration::from_micros(t.saturating_sub(now).max(0) as u64)
-        }
-    };
-    Some(d.min(MAX_RETRY_AFTER))
-}
-
-/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as unix µs.
-fn httpdate(s: &str) -> Option<i64> {
-    let fmt = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    let t = time::PrimitiveDateTime::parse(s, &fmt).ok()?;
-    Some(timefmt::micros_of(t.assume_utc()))
+    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    let secs = client::parse_retry_after(v)?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 async fn read_limited(resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
