@@ -226,12 +226,22 @@ pub fn next_due(conn: &Connection) -> Result<Option<i64>> {
 
 /// Queue depth and the age of its oldest entry (for metrics and status).
 pub fn queue_depth(conn: &Connection, now: i64) -> Result<(i64, i64)> {
-    Ok(conn.query_row(
-        "SELECT COUNT(*), COALESCE(?1 - MIN(d.updated_at), 0) FROM deliveries d
-         WHERE d.status IN ('pending', 'failed', 'running')",
-        [now],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?)
+    // Two queries, each answered from its own partial index.
+    let part = |sql: &str| -> Result<(i64, Option<i64>)> {
+        Ok(conn
+            .prepare_cached(sql)?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    };
+    let (waiting, w_oldest) = part(
+        "SELECT COUNT(*), MIN(updated_at) FROM deliveries WHERE status IN ('pending', 'failed')",
+    )?;
+    let (running, r_oldest) =
+        part("SELECT COUNT(*), MIN(updated_at) FROM deliveries WHERE status = 'running'")?;
+    let oldest = match (w_oldest, r_oldest) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok((waiting + running, oldest.map_or(0, |t| now - t)))
 }
 
 /// One delivery as listed (`hookd deliveries`). Field names are the `--json` contract.

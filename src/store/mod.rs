@@ -154,6 +154,9 @@ pub fn connect(path: &Path, read_only: bool) -> Result<Connection> {
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Each writer job runs in a savepoint; its statement journal stays in
+        // memory instead of a temporary file written for every job.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
     }
     Ok(conn)
 }
