@@ -12,7 +12,8 @@
 //! work waiting for a global slot, a finishing run hands its slot back
 //! instead of chaining into its own handler's next delivery.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -255,30 +256,96 @@ impl Dispatcher {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            // A slot runs deliveries back to back: recording one attempt
-            // claims the handler's next due delivery in the same commit.
-            let (mut h, mut current) = (h, Some(c));
-            while let Some(c) = current.take() {
-                let record = if c.attempt > h.max_attempts {
-                    exhausted(&c)
-                } else {
-                    this.inner.metrics.dispatched(&h.name);
-                    this.attempt(&h, &c).await
-                };
-                current = this.record(&h, &c, record).await;
-                if current.is_some() {
-                    // The config may have been reloaded meanwhile.
-                    match this.inner.runtime.load().config.handler(&h.name) {
-                        Some(latest) => h = Arc::new(latest.clone()),
-                        None => current = None,
-                    }
-                }
-            }
+            let h = this.run_slot(h, c).await;
             // Give the global slot back before waking the loop, so the
             // round that wake-up starts can hand it out.
             drop(permit);
             this.finished(&h.name);
         });
+    }
+
+    /// A slot runs deliveries back to back: recording one attempt claims
+    /// the handler's next due delivery in the same commit. An exec slot
+    /// keeps one delivery claimed ahead, so the commit that records run N
+    /// (and claims N+2) overlaps run N+1 instead of delaying it: the fsync
+    /// is hidden behind the handler's own run time. What is claimed ahead
+    /// but not started when the slot ends is handed back untouched.
+    async fn run_slot(&self, mut h: Arc<HandlerConfig>, first: Claimed) -> Arc<HandlerConfig> {
+        let ahead: usize = match h.kind {
+            HandlerKind::Exec => 1,
+            HandlerKind::Stream => 0,
+        };
+        let mut queue = VecDeque::from([first]);
+        let mut recording: Option<Pin<Box<dyn Future<Output = Vec<Claimed>> + Send + '_>>> = None;
+        loop {
+            if self.inner.stop.is_cancelled() {
+                if let Some(r) = recording.take() {
+                    queue.extend(r.await);
+                }
+                self.hand_back(std::mem::take(&mut queue)).await;
+                break;
+            }
+            let Some(c) = queue.pop_front() else {
+                match recording.take() {
+                    Some(r) => {
+                        queue.extend(r.await);
+                        continue;
+                    }
+                    None => break,
+                }
+            };
+            let run = async {
+                if c.attempt > h.max_attempts {
+                    exhausted(&c)
+                } else {
+                    self.inner.metrics.dispatched(&h.name);
+                    self.attempt(&h, &c).await
+                }
+            };
+            let previous = async {
+                match recording.take() {
+                    Some(r) => r.await,
+                    None => Vec::new(),
+                }
+            };
+            let (rec, claimed) = tokio::join!(run, previous);
+            queue.extend(claimed);
+            // The config may have been reloaded meanwhile.
+            let want = match self.inner.runtime.load().config.handler(&h.name) {
+                Some(latest) => {
+                    h = Arc::new(latest.clone());
+                    (1 + ahead).saturating_sub(queue.len())
+                }
+                None => {
+                    self.hand_back(std::mem::take(&mut queue)).await;
+                    0
+                }
+            };
+            let hh = h.clone();
+            recording = Some(Box::pin(
+                async move { self.record(&hh, &c, rec, want).await },
+            ));
+        }
+        h
+    }
+
+    /// Returns deliveries claimed ahead but never started to the queue, as
+    /// they were: no attempt is counted.
+    async fn hand_back(&self, claimed: VecDeque<Claimed>) {
+        if claimed.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = claimed.iter().map(|c| c.delivery).collect();
+        if let Err(e) = self
+            .inner
+            .store
+            .write(move |conn| deliveries::unclaim(conn, &ids))
+            .await
+        {
+            tracing::warn!(
+                "cannot hand back claimed deliveries (they are recovered at the next start): {e}"
+            );
+        }
     }
 
     fn finished(&self, handler: &str) {
@@ -329,7 +396,13 @@ impl Dispatcher {
     /// nothing else could be recorded meanwhile. Only when the dispatcher
     /// stops does it give up; the delivery then stays `running` and is
     /// recovered as interrupted at the next start.
-    async fn record(&self, h: &HandlerConfig, c: &Claimed, rec: AttemptRecord) -> Option<Claimed> {
+    async fn record(
+        &self,
+        h: &HandlerConfig,
+        c: &Claimed,
+        rec: AttemptRecord,
+        want: usize,
+    ) -> Vec<Claimed> {
         let ok = rec.outcome == "ok";
         let next = if ok {
             Next::Succeeded
@@ -363,7 +436,7 @@ impl Dispatcher {
             tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             let (r, d) = (rec.clone(), c.delivery);
             let now = timefmt::now_micros();
-            let chain = (!self.inner.stop.is_cancelled()).then(|| h.name.clone());
+            let chain = (!self.inner.stop.is_cancelled() && want > 0).then(|| h.name.clone());
             let rivals = self.rivals_for_the_cap(h);
             let result = self
                 .inner
@@ -371,14 +444,14 @@ impl Dispatcher {
                 .write(move |conn| {
                     deliveries::finish(conn, d, &r, next, now)?;
                     let Some(name) = chain else {
-                        return Ok(None);
+                        return Ok(Vec::new());
                     };
                     if !rivals.is_empty() && !handlers_with_due_work(conn, &rivals, now)?.is_empty()
                     {
                         // Another handler waits for this global slot.
-                        return Ok(None);
+                        return Ok(Vec::new());
                     }
-                    Ok(deliveries::claim_due(conn, &name, now, 1)?.pop())
+                    deliveries::claim_due(conn, &name, now, want)
                 })
                 .await;
             match result {
@@ -389,7 +462,7 @@ impl Dispatcher {
             }
         }
         tracing::error!(handler = %h.name, delivery = c.delivery, "stopping with the attempt unrecorded; it will be retried after a restart");
-        None
+        Vec::new()
     }
 
     /// The long-lived process of a stream handler, (re)started when its

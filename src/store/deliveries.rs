@@ -162,6 +162,21 @@ pub fn finish(
     Ok(())
 }
 
+/// Undoes claims that never ran (a slot's claimed-ahead delivery when it
+/// stops): back to waiting, the attempt count as it was. Only rows still
+/// `running` are touched.
+pub fn unclaim(conn: &Connection, ids: &[i64]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE deliveries SET attempts = attempts - 1,
+                status = CASE WHEN attempts > 1 THEN 'failed' ELSE 'pending' END
+         WHERE id = ?1 AND status = 'running'",
+    )?;
+    for id in ids {
+        stmt.execute([id])?;
+    }
+    Ok(())
+}
+
 /// At start-up: runs that were in flight when the daemon stopped are
 /// recorded as interrupted attempts and become due again.
 pub fn recover_running(conn: &Connection, now: i64) -> Result<usize> {
@@ -437,6 +452,41 @@ mod tests {
         assert_eq!((rows[0].status.as_str(), rows[0].attempts), (DEAD, 2));
         assert_eq!(rows[0].last_error.as_deref(), Some("exit 1"));
         assert_eq!(attempts_for_event(&c, ev).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn unclaimed_deliveries_are_as_they_were() {
+        let (c, _) = db_with_event(&["h"]);
+        let first = claim_due(&c, "h", 2_000, 1).unwrap();
+        unclaim(&c, &[first[0].delivery]).unwrap();
+        let row = |c: &Connection| -> (String, i64) {
+            c.query_row("SELECT status, attempts FROM deliveries", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            row(&c),
+            (PENDING.into(), 0),
+            "never ran: pending, no attempt"
+        );
+        let got = claim_due(&c, "h", 2_000, 1).unwrap();
+        assert_eq!(got[0].attempt, 1, "the next claim is still attempt 1");
+        finish(&c, got[0].delivery, &fail(1), Next::RetryAt(3_000), 2_100).unwrap();
+        let again = claim_due(&c, "h", 3_000, 1).unwrap();
+        unclaim(&c, &[again[0].delivery]).unwrap();
+        assert_eq!(row(&c), (FAILED.into(), 1), "a retry goes back to failed");
+        finish(
+            &c,
+            claim_due(&c, "h", 3_000, 1).unwrap()[0].delivery,
+            &fail(2),
+            Next::Dead,
+            3_100,
+        )
+        .unwrap();
+        unclaim(&c, &[again[0].delivery]).unwrap();
+        assert_eq!(row(&c), (DEAD.into(), 2), "only running rows are touched");
+        assert!(attempts_for_event(&c, got[0].event).unwrap().len() == 2);
     }
 
     #[test]
