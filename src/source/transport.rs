@@ -191,4 +191,39 @@ mod tests {
         assert_eq!(s.feed(b"x\r\rdata: yz\n\n"), 8);
         assert_eq!(s.since_blank, 0);
     }
+
+    /// Feeds `bytes` split at `cuts`; returns the largest peak and the end state.
+    fn fed(bytes: &[u8], cuts: &[usize]) -> (usize, (usize, usize, bool)) {
+        let mut s = EventSize::default();
+        let (mut peak, mut at) = (0, 0);
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        cuts.sort_unstable();
+        for c in cuts.into_iter().chain([bytes.len()]) {
+            peak = peak.max(s.feed(&bytes[at..c]));
+            at = c;
+        }
+        (peak, (s.since_blank, s.line, s.after_cr))
+    }
+
+    proptest::proptest! {
+        /// SSE framing is the same however the network splits the bytes:
+        /// the same peak event size and the same state afterwards, and the
+        /// peak is never below the longest run of bytes between blank lines.
+        #[test]
+        fn event_size_does_not_depend_on_chunking(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(vec![b'\r', b'\n', b'a', b':', b' ']), 0..300),
+            cuts in proptest::collection::vec(0usize..400, 0..12),
+        ) {
+            let whole = fed(&bytes, &[]);
+            proptest::prop_assert_eq!(fed(&bytes, &cuts), whole);
+            let text = String::from_utf8(bytes.clone()).unwrap().replace("\r\n", "\n").replace('\r', "\n");
+            let longest = text
+                .split("\n\n")
+                .map(|event| event.bytes().filter(|&b| b != b'\n').count())
+                .max()
+                .unwrap_or(0);
+            proptest::prop_assert!(whole.0 >= longest, "peak {} < longest event {}", whole.0, longest);
+        }
+    }
 }
