@@ -239,10 +239,10 @@ fn table() -> impl Strategy<Value = Vec<(String, Node)>> {
             .prop_map(|v| Node::Inline(unique(v))),
     ];
     let node = leaf.prop_recursive(4, 48, 4, |inner| {
-        let entries = proptest::collection::vec((key_name(), inner), 0..4).prop_map(unique);
+        let entries = move || proptest::collection::vec((key_name(), inner.clone()), 0..4).prop_map(unique);
         prop_oneof![
-            entries.clone().prop_map(Node::Table),
-            proptest::collection::vec(entries, 1..3).prop_map(Node::Tables),
+            entries().prop_map(Node::Table),
+            proptest::collection::vec(entries(), 1..3).prop_map(Node::Tables),
         ]
     });
     proptest::collection::vec((key_name(), node), 1..5).prop_map(unique)
@@ -264,10 +264,6 @@ struct Writer {
 }
 
 impl Writer {
-    fn line(&self) -> usize {
-        self.text.matches('\n').count() + 1
-    }
-
     /// Blank lines and comments that look like headers, now and then.
     fn noise(&mut self) {
         self.noise = self.noise.wrapping_mul(6364136223846793005).wrapping_add(1);

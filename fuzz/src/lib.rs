@@ -157,6 +157,13 @@ pub fn build(cfg: &SignatureConfig) -> Option<Scheme> {
     }
 }
 
+/// `HOOKD_FUZZ_SHOW=1` prints what `verify` said about each input, to
+/// see why a seed or a crash file is accepted or refused.
+fn show() -> bool {
+    static SHOW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SHOW.get_or_init(|| std::env::var_os("HOOKD_FUZZ_SHOW").is_some_and(|v| v == "1"))
+}
+
 /// How a scheme treats the request, for the tamper checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Covers {
@@ -181,7 +188,11 @@ pub fn check_scheme(scheme: &Scheme, case: &Case<'_>, covers: Covers) {
         headers: &case.headers,
         body: case.body,
     };
-    match scheme.verify(&req, &keys, now, tol) {
+    let verdict = scheme.verify(&req, &keys, now, tol);
+    if show() {
+        eprintln!("verify: {verdict:?}");
+    }
+    match verdict {
         Ok(v) => assert!(v.key_index < keys.len(), "matched a key that does not exist"),
         Err(e) => check_rejection(&e, &case.all("secret")),
     }
