@@ -246,7 +246,8 @@ pub fn check_scheme(scheme: &Scheme, case: &Case<'_>, covers: Covers) {
 
     // 3. Tampering.
     if covers.timestamp {
-        for at in [now.checked_add(tol_s + 1), now.checked_sub(tol_s + 1)]
+        let past = tol_s.checked_add(1);
+        for at in [past.and_then(|p| now.checked_add(p)), past.and_then(|p| now.checked_sub(p))]
             .into_iter()
             .flatten()
         {
