@@ -67,13 +67,16 @@ pub fn parse_lenient(s: &str) -> Option<i64> {
 }
 
 /// Unix seconds, or milliseconds when the number is too large to be seconds
-/// of any plausible date (after year 5138).
+/// of any plausible date (after year 5138). `None` past year 9999 either
+/// way: a time hookd stores must be one it can show.
 pub fn parse_unix(n: i64) -> Option<i64> {
-    if n.unsigned_abs() >= 100_000_000_000 {
+    let us = if n.unsigned_abs() >= 100_000_000_000 {
         n.checked_mul(1_000)
     } else {
         n.checked_mul(1_000_000)
-    }
+    }?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).ok()?;
+    Some(us)
 }
 
 /// A CLI time bound: RFC 3339, or a duration such as `2h` meaning "2h ago".
@@ -103,6 +106,18 @@ mod tests {
         assert_eq!(parse_lenient("1747863000000"), Some(T));
         assert_eq!(parse_lenient("yesterday"), None);
         assert_eq!(parse_lenient("99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn unix_numbers_past_year_9999_are_not_times() {
+        // Found by fuzzing (timefmt): milliseconds in year 31852 were
+        // accepted, stored, and shown as 1970-01-01.
+        assert_eq!(parse_lenient("943000930009800"), None);
+        assert_eq!(parse_unix(i64::MAX / 1_000), None);
+        assert_eq!(parse_unix(-i64::MAX / 1_000), None);
+        let last = parse_lenient("253402300799999").expect("9999-12-31T23:59:59.999Z in ms");
+        assert_eq!(format_micros(last), "9999-12-31T23:59:59.999000Z");
+        assert_eq!(parse_lenient(&format_micros(last)), Some(last));
     }
 
     #[test]
