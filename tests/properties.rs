@@ -239,7 +239,8 @@ fn table() -> impl Strategy<Value = Vec<(String, Node)>> {
             .prop_map(|v| Node::Inline(unique(v))),
     ];
     let node = leaf.prop_recursive(4, 48, 4, |inner| {
-        let entries = move || proptest::collection::vec((key_name(), inner.clone()), 0..4).prop_map(unique);
+        let entries =
+            move || proptest::collection::vec((key_name(), inner.clone()), 0..4).prop_map(unique);
         prop_oneof![
             entries().prop_map(Node::Table),
             proptest::collection::vec(entries(), 1..3).prop_map(Node::Tables),
@@ -402,9 +403,8 @@ const MISTAKES: &[(&str, &str)] = &[
 ];
 
 fn source(i: usize, with_extract: bool) -> String {
-    let mut s = format!(
-        "[[source]]\nname = \"s{i}\"\nprovider = \"generic\"\nsecret = \"env:PATH\"\n"
-    );
+    let mut s =
+        format!("[[source]]\nname = \"s{i}\"\nprovider = \"generic\"\nsecret = \"env:PATH\"\n");
     if with_extract {
         s.push_str("extract = { id = [\"hash\"], type = [\"const:t\"] }\n");
     }

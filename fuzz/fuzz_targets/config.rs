@@ -14,7 +14,9 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if text.contains("file:") || text.contains("credential:") {
         return;
     }
@@ -30,7 +32,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(e.file, file);
             assert!(!e.key.is_empty(), "error without a key: {e:?}");
             assert!(!e.message.is_empty(), "error without a message: {e:?}");
-            let line = e.line.unwrap_or_else(|| panic!("error without a line: {e:?}"));
+            let line = e
+                .line
+                .unwrap_or_else(|| panic!("error without a line: {e:?}"));
             let lines = text.split('\n').count();
             assert!(
                 (1..=lines).contains(&line),

@@ -22,7 +22,11 @@ fn extractors(case: &Case<'_>, key: &str) -> Vec<Extractor> {
             let text = String::from_utf8_lossy(raw);
             let e = Extractor::parse(&text).ok()?;
             let again = Extractor::parse(&e.to_string());
-            assert_eq!(again.as_ref(), Ok(&e), "display of {e:?} does not parse back");
+            assert_eq!(
+                again.as_ref(),
+                Ok(&e),
+                "display of {e:?} does not parse back"
+            );
             Some(e)
         })
         .collect()

@@ -4,8 +4,8 @@
 //! See the harness in `src/lib.rs`.
 #![no_main]
 
-use hookd_fuzz::{Case, Covers, build, check_scheme, sig_config};
 use hookd::verify::{Scheme, Segment};
+use hookd_fuzz::{Case, Covers, build, check_scheme, sig_config};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,6 +8,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let case = Case::parse(data);
     let scheme = build(&sig_config("linkup")).expect("valid scheme");
-    let covers = Covers { body: true, timestamp: true };
+    let covers = Covers {
+        body: true,
+        timestamp: true,
+    };
     check_scheme(&scheme, &case, covers);
 });

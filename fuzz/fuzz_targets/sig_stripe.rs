@@ -10,6 +10,9 @@ fuzz_target!(|data: &[u8]| {
     let mut cfg = sig_config("stripe");
     cfg.header = case.text("header");
     let Some(scheme) = build(&cfg) else { return };
-    let covers = Covers { body: true, timestamp: true };
+    let covers = Covers {
+        body: true,
+        timestamp: true,
+    };
     check_scheme(&scheme, &case, covers);
 });

@@ -9,9 +9,15 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let case = Case::parse(data);
     let mut cfg = sig_config("token");
-    cfg.header = Some(case.text("header").unwrap_or_else(|| "Authorization".into()));
+    cfg.header = Some(
+        case.text("header")
+            .unwrap_or_else(|| "Authorization".into()),
+    );
     cfg.prefix = case.text("prefix");
     let Some(scheme) = build(&cfg) else { return };
-    let covers = Covers { body: false, timestamp: false };
+    let covers = Covers {
+        body: false,
+        timestamp: false,
+    };
     check_scheme(&scheme, &case, covers);
 });

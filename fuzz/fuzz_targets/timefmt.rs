@@ -15,7 +15,9 @@ use libfuzzer_sys::fuzz_target;
 const NOW_US: i64 = 1_700_000_000_000_000;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Some(us) = timefmt::parse_lenient(s) {
         let shown = timefmt::format_micros(us);
         assert_eq!(

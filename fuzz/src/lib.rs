@@ -193,7 +193,10 @@ pub fn check_scheme(scheme: &Scheme, case: &Case<'_>, covers: Covers) {
         eprintln!("verify: {verdict:?}");
     }
     match verdict {
-        Ok(v) => assert!(v.key_index < keys.len(), "matched a key that does not exist"),
+        Ok(v) => assert!(
+            v.key_index < keys.len(),
+            "matched a key that does not exist"
+        ),
         Err(e) => check_rejection(&e, &case.all("secret")),
     }
 
@@ -217,9 +220,15 @@ pub fn check_scheme(scheme: &Scheme, case: &Case<'_>, covers: Covers) {
 
     // 2. Round trip, alone and among the other keys (listed first).
     let alone = accepts(&headers, case.body, std::slice::from_ref(key), now);
-    assert_eq!(alone.as_ref().map(|v| v.key_index), Ok(0), "own signature refused");
+    assert_eq!(
+        alone.as_ref().map(|v| v.key_index),
+        Ok(0),
+        "own signature refused"
+    );
     let among = accepts(&headers, case.body, &keys, now);
-    let index = among.expect("own signature refused among other keys").key_index;
+    let index = among
+        .expect("own signature refused among other keys")
+        .key_index;
     assert!(index < keys.len());
 
     // ...next to headers the signature does not involve.
@@ -247,9 +256,12 @@ pub fn check_scheme(scheme: &Scheme, case: &Case<'_>, covers: Covers) {
     // 3. Tampering.
     if covers.timestamp {
         let past = tol_s.checked_add(1);
-        for at in [past.and_then(|p| now.checked_add(p)), past.and_then(|p| now.checked_sub(p))]
-            .into_iter()
-            .flatten()
+        for at in [
+            past.and_then(|p| now.checked_add(p)),
+            past.and_then(|p| now.checked_sub(p)),
+        ]
+        .into_iter()
+        .flatten()
         {
             let r = accepts(&headers, case.body, std::slice::from_ref(key), at);
             assert!(r.is_err(), "accepted outside the window ({at})");
@@ -276,12 +288,18 @@ pub fn check_scheme(scheme: &Scheme, case: &Case<'_>, covers: Covers) {
 fn derive(scheme: &Scheme, secret: &[u8]) -> Option<Key> {
     match scheme.derive_key(secret) {
         Ok(k) => {
-            assert!(!format!("{k:?}").contains("whsec_"), "Key debug shows the secret");
+            assert!(
+                !format!("{k:?}").contains("whsec_"),
+                "Key debug shows the secret"
+            );
             Some(k)
         }
         Err(e) => {
             assert!(!e.is_empty());
-            assert!(!leaks(&e, secret), "derive_key error echoes the secret: {e}");
+            assert!(
+                !leaks(&e, secret),
+                "derive_key error echoes the secret: {e}"
+            );
             None
         }
     }
@@ -293,7 +311,10 @@ fn check_rejection(e: &Rejection, secrets: &[&[u8]]) {
     let text = e.to_string();
     assert!(!text.is_empty() && !e.code().is_empty());
     for s in secrets {
-        assert!(!leaks(&text, s), "a rejection message contains a secret: {text}");
+        assert!(
+            !leaks(&text, s),
+            "a rejection message contains a secret: {text}"
+        );
     }
 }
 
