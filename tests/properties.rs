@@ -425,8 +425,8 @@ proptest! {
         let (mistake, key) = MISTAKES[which];
         let mut text = String::from("[daemon]\nstate_dir = \"/tmp/x\"\n\n");
         let mut want_line = 0;
-        for i in 0..n {
-            text.push_str(&"\n".repeat(blank[i]));
+        for (i, blank) in blank.iter().take(n).enumerate() {
+            text.push_str(&"\n".repeat(*blank));
             let plants_extract = mistake.starts_with("extract");
             text.push_str(&source(i, !(i == bad && plants_extract)));
             if !mistake.starts_with("signature") || i != bad {
