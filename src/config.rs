@@ -7,7 +7,7 @@
 //! config file's directory, schemes and extractors built. A `Config` is
 //! immutable; a reload builds a new one and swaps it in whole.
 
-mod locate;
+pub mod locate;
 mod pull;
 pub mod units;
 

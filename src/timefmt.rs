@@ -14,8 +14,9 @@ pub fn now_micros() -> i64 {
     micros_of(OffsetDateTime::now_utc())
 }
 
+/// Whole microseconds, rounded down (also before 1970).
 pub fn micros_of(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000) as i64
+    t.unix_timestamp_nanos().div_euclid(1_000) as i64
 }
 
 /// RFC 3339 in UTC with microseconds, e.g. `2026-11-23T10:00:00.123456Z`.
@@ -36,7 +37,9 @@ pub fn format_short(us: i64) -> String {
 }
 
 /// Parses a provider timestamp: RFC 3339, `YYYY-MM-DD HH:MM:SS ±HHMM`, zone-less
-/// ISO (read as UTC), or unix seconds / milliseconds as digits.
+/// ISO (read as UTC), or unix seconds / milliseconds as digits. Only years
+/// 0000–9999 (UTC) count: what hookd stores it must be able to show and
+/// read back.
 pub fn parse_lenient(s: &str) -> Option<i64> {
     let s = s.trim();
     if s.is_empty() {
@@ -45,6 +48,10 @@ pub fn parse_lenient(s: &str) -> Option<i64> {
     if s.bytes().all(|b| b.is_ascii_digit()) {
         return parse_unix(s.parse::<i64>().ok()?);
     }
+    shown_year(parse_date(s)?)
+}
+
+fn parse_date(s: &str) -> Option<i64> {
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Some(micros_of(t));
     }
@@ -67,13 +74,21 @@ pub fn parse_lenient(s: &str) -> Option<i64> {
 }
 
 /// Unix seconds, or milliseconds when the number is too large to be seconds
-/// of any plausible date (after year 5138).
+/// of any plausible date (after year 5138); `None` outside years 0000–9999.
 pub fn parse_unix(n: i64) -> Option<i64> {
-    if n.unsigned_abs() >= 100_000_000_000 {
+    let us = if n.unsigned_abs() >= 100_000_000_000 {
         n.checked_mul(1_000)
     } else {
         n.checked_mul(1_000_000)
-    }
+    }?;
+    shown_year(us)
+}
+
+/// `us` if its UTC year is 0000–9999, the years `format_micros` writes as
+/// RFC 3339 (a signed or five-digit year would not parse back).
+fn shown_year(us: i64) -> Option<i64> {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).ok()?;
+    (0..=9999).contains(&t.year()).then_some(us)
 }
 
 /// A CLI time bound: RFC 3339, or a duration such as `2h` meaning "2h ago".
@@ -103,6 +118,30 @@ mod tests {
         assert_eq!(parse_lenient("1747863000000"), Some(T));
         assert_eq!(parse_lenient("yesterday"), None);
         assert_eq!(parse_lenient("99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn only_years_0000_to_9999_are_times() {
+        // Found by fuzzing (timefmt): milliseconds in year 31852 were
+        // accepted, stored, and shown as 1970-01-01; a signed year such as
+        // -2025 parsed, but was shown in a form nothing reads back.
+        assert_eq!(parse_lenient("943000930009800"), None);
+        assert_eq!(parse_unix(i64::MAX / 1_000), None);
+        assert_eq!(parse_unix(-99_999_999_999), None);
+        assert_eq!(parse_lenient("-2025-05-21T23:30:00.725194204"), None);
+        assert_eq!(parse_lenient("0000-01-01T00:00:00+01:00"), None);
+        for edge in ["0000-01-01T00:00:00.000000Z", "9999-12-31T23:59:59.999999Z"] {
+            let us = parse_lenient(edge).expect(edge);
+            assert_eq!(format_micros(us), edge);
+        }
+        let last = parse_lenient("253402300799999").expect("9999-12-31T23:59:59.999Z in ms");
+        assert_eq!(format_micros(last), "9999-12-31T23:59:59.999000Z");
+    }
+
+    #[test]
+    fn sub_microseconds_round_down_before_1970_too() {
+        assert_eq!(parse_lenient("1969-12-31T23:59:59.9999995Z"), Some(-1));
+        assert_eq!(parse_lenient("1970-01-01T00:00:00.0000005Z"), Some(0));
     }
 
     #[test]

@@ -154,6 +154,7 @@ fn hmac(cfg: &SignatureConfig) -> Result<HmacScheme, SchemeError> {
         "{id}",
         "the message id",
     )?;
+    distinct(&header, timestamp_header.as_ref(), id_header.as_ref())?;
     Ok(HmacScheme {
         algo,
         header,
@@ -189,6 +190,38 @@ fn pair(
         )),
         _ => Ok(()),
     }
+}
+
+/// The signature, timestamp and id must travel in different headers: a
+/// header holding two of them would be repeated in every request, and
+/// hookd refuses repeated headers, so nothing could ever verify.
+fn distinct(
+    header: &HeaderName,
+    timestamp_header: Option<&HeaderName>,
+    id_header: Option<&HeaderName>,
+) -> Result<(), SchemeError> {
+    let clash = |key: &'static str, name: &HeaderName, other: &str| {
+        err(
+            key,
+            format!(
+                "`{key}` names {name}, the same header as `{other}`; each value needs its own header"
+            ),
+        )
+    };
+    if let Some(t) = timestamp_header
+        && t == header
+    {
+        return Err(clash("timestamp_header", t, "header"));
+    }
+    if let Some(i) = id_header {
+        if i == header {
+            return Err(clash("id_header", i, "header"));
+        }
+        if timestamp_header == Some(i) {
+            return Err(clash("id_header", i, "timestamp_header"));
+        }
+    }
+    Ok(())
 }
 
 fn required_header(

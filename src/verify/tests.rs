@@ -1240,6 +1240,33 @@ fn config_validation() {
             "prefix",
             "without spaces or commas",
         ),
+        // Found by fuzzing (sig_hmac): a value sharing the signature's header
+        // made every request carry it twice, so nothing could ever verify.
+        (
+            hmac(|c| {
+                c.signed = Some("{id}.{body}".into());
+                c.id_header = Some("x-SIG".into());
+            }),
+            "id_header",
+            "the same header as `header`",
+        ),
+        (
+            hmac(|c| {
+                c.signed = Some("{timestamp}.{body}".into());
+                c.timestamp_header = Some("X-Sig".into());
+            }),
+            "timestamp_header",
+            "the same header as `header`",
+        ),
+        (
+            hmac(|c| {
+                c.signed = Some("{timestamp}.{id}.{body}".into());
+                c.timestamp_header = Some("X-Ts".into());
+                c.id_header = Some("x-ts".into());
+            }),
+            "id_header",
+            "the same header as `timestamp_header`",
+        ),
     ];
     for (c, key, needle) in bad {
         let e = Scheme::from_config(&c).expect_err(&format!("{c:?}"));
