@@ -82,9 +82,25 @@ impl SecretRef {
     }
 }
 
+/// A secret file larger than this is a mistake (a wrong path, a device).
+const MAX_SECRET_FILE: u64 = 64 << 10;
+
 fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
-    let mut bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot)?
+        .take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!(
+            "{} is larger than {} KiB; that is not a secret (wrong path?)",
+            path.display(),
+            MAX_SECRET_FILE >> 10
+        ));
+    }
     if bytes.last() == Some(&b'\n') {
         bytes.pop();
         if bytes.last() == Some(&b'\r') {
@@ -150,6 +166,18 @@ mod tests {
         std::fs::write(dir.path().join("s"), "abc\n\n").unwrap();
         let s = SecretRef::parse("file:s").resolve(dir.path()).unwrap();
         assert_eq!(s.expose(), b"abc\n");
+    }
+
+    #[test]
+    fn endless_or_huge_files_are_refused_not_read() {
+        let e = SecretRef::parse("file:/dev/zero")
+            .resolve(Path::new("."))
+            .unwrap_err();
+        assert!(e.contains("/dev/zero") && e.contains("64 KiB"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("exact"), vec![b'k'; 64 << 10]).unwrap();
+        let ok = SecretRef::parse("file:exact").resolve(dir.path()).unwrap();
+        assert_eq!(ok.expose().len(), 64 << 10);
     }
 
     #[test]
