@@ -482,6 +482,114 @@ async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<String, 
 mod tests {
     use super::*;
 
+    /// What the fake provider does with each connection, in order.
+    #[derive(Clone, Copy)]
+    enum Conn {
+        /// Reads the request and never answers.
+        Hang,
+        /// Promises 100 bytes, sends 4, closes.
+        BreakOff,
+        /// 200 with a body that is not JSON.
+        Garbage,
+        /// 200 `{"ok":true}`.
+        Fine,
+    }
+
+    /// A provider on 127.0.0.1 misbehaving as scripted; counts connections.
+    async fn fake_provider(
+        script: Vec<Conn>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            for step in script {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let reply: &[u8] = match step {
+                        Conn::Hang => {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            return;
+                        }
+                        Conn::BreakOff => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"da",
+                        Conn::Garbage => {
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n<html>oops</"
+                        }
+                        Conn::Fine => b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+                    };
+                    let _ = s.write_all(reply).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    fn quick_client(base: &str) -> ApiClient {
+        let policy = RetryPolicy {
+            attempts: 3,
+            initial: Duration::from_millis(10),
+            max_delay: Duration::from_millis(20),
+            max_retry_after: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+        };
+        ApiClient::new("Fake", base, "x-api-key", b"sekrit-key", policy).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_hangs_times_out_each_try_then_fails_clearly() {
+        let (base, seen) = fake_provider(vec![Conn::Hang; 3]).await;
+        let err = quick_client(&base)
+            .call(Method::GET, "/hooks", None, Idempotence::Safe)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("no answer within"), "{text}");
+        assert!(!text.contains("sekrit"), "{text}");
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "every try was made"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_breaks_off_or_is_not_json_is_retried_when_safe() {
+        let (base, seen) = fake_provider(vec![Conn::BreakOff, Conn::Garbage, Conn::Fine]).await;
+        let a = quick_client(&base)
+            .call(Method::GET, "/hooks", None, Idempotence::Safe)
+            .await
+            .unwrap();
+        assert_eq!(a.json["ok"], true);
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_create_whose_answer_is_unreadable_is_not_repeated() {
+        // The provider may have created it: the caller re-lists instead.
+        for bad in [Conn::BreakOff, Conn::Garbage] {
+            let (base, seen) = fake_provider(vec![bad, Conn::Fine]).await;
+            let err = quick_client(&base)
+                .call(Method::POST, "/hooks", None, Idempotence::Unsafe)
+                .await
+                .unwrap_err();
+            assert!(err.maybe_applied(), "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains("broke off") || text.contains("not JSON"),
+                "{text}"
+            );
+            assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+        }
+    }
+
     #[test]
     fn retry_after_seconds_and_dates() {
         assert_eq!(parse_retry_after("3"), Some(3));
