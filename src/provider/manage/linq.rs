@@ -8,11 +8,11 @@
 //! is `active = false` because v2 has no pause endpoint.
 
 use http::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::client::{ApiClient, ApiError, Idempotence};
+use super::client::{ApiClient, Idempotence};
 use super::{
-    Action, CREATE_ROUNDS, Caps, ManageError, Registered, Remote, Want, id_of, persist,
+    Action, CREATE_ROUNDS, Caps, ManageError, Registered, Remote, Want, fields, id_of, persist,
     same_events, strings,
 };
 use crate::store::Store;
@@ -216,15 +216,8 @@ impl Linq {
     pub async fn unregister(&self, stored_id: Option<&str>) -> Result<Vec<String>, ManageError> {
         let mut removed = Vec::new();
         for r in self.ours(stored_id).await? {
-            let path = format!("{PATH}/{}", r.id);
-            match self
-                .api
-                .call(Method::DELETE, &path, None, Idempotence::Safe)
-                .await
-            {
-                Ok(_) | Err(ApiError::NotFound { .. }) => removed.push(r.id),
-                Err(e) => return Err(e.into()),
-            }
+            self.api.delete(&format!("{PATH}/{}", r.id)).await?;
+            removed.push(r.id);
         }
         Ok(removed)
     }
@@ -267,17 +260,15 @@ fn answer_subscription(v: &Value) -> Result<Remote, ManageError> {
 }
 
 fn parse_subscription(v: &Value) -> Option<Remote> {
-    let mut extra = Map::new();
-    for k in [
-        "version",
-        "secret_configured",
-        "last_delivered_at",
-        "delivery_attempts",
-    ] {
-        if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
-            extra.insert(k.to_string(), x.clone());
-        }
-    }
+    let extra = fields(
+        v,
+        &[
+            "version",
+            "secret_configured",
+            "last_delivered_at",
+            "delivery_attempts",
+        ],
+    );
     Some(Remote {
         id: id_of(v, &["id"])?,
         url: v
