@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::manage::{each, pick, runtime, store};
+use super::manage::{each_with_store, pick};
 use crate::config::Config;
 use crate::provider::manage::Manager;
 
@@ -30,24 +30,19 @@ pub fn recover(cfg: &Config, a: RecoverArgs) -> anyhow::Result<ExitCode> {
     let sources = pick(cfg, &a.sources, |s| {
         Manager::for_source(cfg, s).is_ok_and(|m| m.caps().recover)
     })?;
-    let store = store(cfg)?;
-    let rt = runtime()?;
-    Ok(rt.block_on(each(cfg, &sources, |m, _| {
-        let store = store.clone();
-        async move {
-            let r = m.recover(&store, since).await?;
-            Ok(vec![format!(
-                "asked {} to redeliver {} failed deliver{} (of {} listed){}",
-                m.name(),
-                r.replayed.len(),
-                if r.replayed.len() == 1 { "y" } else { "ies" },
-                r.seen,
-                if r.replayed.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", r.replayed.join(", "))
-                }
-            )])
-        }
-    })))
+    each_with_store(cfg, &sources, |m, store| async move {
+        let r = m.recover(&store, since).await?;
+        Ok(vec![format!(
+            "asked {} to redeliver {} failed deliver{} (of {} listed){}",
+            m.name(),
+            r.replayed.len(),
+            if r.replayed.len() == 1 { "y" } else { "ies" },
+            r.seen,
+            if r.replayed.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.replayed.join(", "))
+            }
+        )])
+    })
 }
