@@ -21,12 +21,7 @@ pub struct RecoverArgs {
 }
 
 pub fn recover(cfg: &Config, a: RecoverArgs) -> anyhow::Result<ExitCode> {
-    let since = a
-        .since
-        .as_deref()
-        .map(|s| crate::timefmt::parse_bound(s, crate::timefmt::now_micros()))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let since = super::time_bound(a.since.as_deref(), crate::timefmt::now_micros())?;
     let sources = pick(cfg, &a.sources, |s| {
         Manager::for_source(cfg, s).is_ok_and(|m| m.caps().recover)
     })?;
