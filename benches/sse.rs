@@ -20,20 +20,8 @@ use bytes::Bytes;
 use eventsource_client::{self as es, Client as _};
 use futures_util::StreamExt;
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
+use common::{env_num, runtime};
 
 /// Events `from..=to`, framed and cut into chunks of about 64 KiB.
 fn frames(from: u64, to: u64) -> Vec<Bytes> {
