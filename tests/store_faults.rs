@@ -35,6 +35,46 @@ fn assert_503(r: &Reply, what: &str) {
     );
 }
 
+/// Files the answer to `id`: a 200 must say accepted, anything else must
+/// be a proper 503.
+fn sort_answer(id: String, r: &Reply, acked: &mut Vec<String>, refused: &mut Vec<String>) {
+    if r.status == 200 {
+        assert_eq!(r.word(), "accepted", "{id}");
+        acked.push(id);
+    } else {
+        assert_503(r, &id);
+        refused.push(id);
+    }
+}
+
+/// Every id answered 200 is committed in `db`, and none answered 503 is.
+fn assert_stored_as_answered(db: &Path, acked: &[String], refused: &[String]) {
+    let stored = stored_ids(db);
+    for id in acked {
+        assert!(
+            stored.contains(id),
+            "{id} was answered 200 but is not stored"
+        );
+    }
+    for id in refused {
+        assert!(!stored.contains(id), "{id} was answered 503 but is stored");
+    }
+}
+
+/// Sends the events `ids` (padded with `pad` bytes) again; each must now
+/// be accepted, not taken for a duplicate.
+async fn resend_accepted(c: &reqwest::Client, url: &str, ids: &[String], pad: usize) {
+    for id in ids {
+        let r = send(c, url, &event(id, pad)).await;
+        assert_eq!(
+            (r.status, r.word()),
+            (200, "accepted"),
+            "{id}: {:?}",
+            r.json
+        );
+    }
+}
+
 /// The event ids committed in the database at `db`.
 fn stored_ids(db: &Path) -> BTreeSet<String> {
     let c = rusqlite::Connection::open(db).unwrap();
@@ -81,16 +121,7 @@ async fn file_size_limit_is_503_and_recovers_without_losing_an_ack() {
     for i in 0..50 {
         let id = format!("full-{i}");
         let r = send(&c, &url, &event(&id, 8000)).await;
-        match r.status {
-            200 => {
-                assert_eq!(r.word(), "accepted");
-                acked.push(id);
-            }
-            _ => {
-                assert_503(&r, &id);
-                refused.push(id);
-            }
-        }
+        sort_answer(id, &r, &mut acked, &mut refused);
         if refused.len() >= 5 {
             break;
         }
@@ -101,16 +132,7 @@ async fn file_size_limit_is_503_and_recovers_without_losing_an_ack() {
         acked.len(),
         refused.len()
     );
-    let stored = stored_ids(&db);
-    for id in &acked {
-        assert!(
-            stored.contains(id),
-            "{id} was answered 200 but is not stored"
-        );
-    }
-    for id in &refused {
-        assert!(!stored.contains(id), "{id} was answered 503 but is stored");
-    }
+    assert_stored_as_answered(&db, &acked, &refused);
     assert!(
         p.stderr().contains("503"),
         "a warning is logged: {}",
@@ -119,15 +141,7 @@ async fn file_size_limit_is_503_and_recovers_without_losing_an_ack() {
 
     // Space returns: the same events are now accepted (not duplicates).
     set_fsize_limit(p.child.id(), None);
-    for id in &refused {
-        let r = send(&c, &url, &event(id, 8000)).await;
-        assert_eq!(
-            (r.status, r.word()),
-            (200, "accepted"),
-            "{id}: {:?}",
-            r.json
-        );
-    }
+    resend_accepted(&c, &url, &refused, 8000).await;
     let stored = stored_ids(&db);
     assert_eq!(stored.len(), acked.len() + refused.len());
     p.signal(libc::SIGTERM);
@@ -355,13 +369,7 @@ async fn concurrent_batches_hitting_the_limit_never_ack_a_lost_event() {
             });
         }
         for (id, r) in tasks.join_all().await {
-            if r.status == 200 {
-                assert_eq!(r.word(), "accepted", "{id}");
-                acked.push(id);
-            } else {
-                assert_503(&r, &id);
-                refused.push(id);
-            }
+            sort_answer(id, &r, &mut acked, &mut refused);
         }
         if !refused.is_empty() {
             break;
@@ -373,26 +381,9 @@ async fn concurrent_batches_hitting_the_limit_never_ack_a_lost_event() {
         acked.len(),
         refused.len()
     );
-    let stored = stored_ids(&db);
-    for id in &acked {
-        assert!(
-            stored.contains(id),
-            "{id} was answered 200 but is not stored"
-        );
-    }
-    for id in &refused {
-        assert!(!stored.contains(id), "{id} was answered 503 but is stored");
-    }
+    assert_stored_as_answered(&db, &acked, &refused);
     set_fsize_limit(p.child.id(), None);
-    for id in &refused {
-        let r = send(&c, &url, &event(id, 6000)).await;
-        assert_eq!(
-            (r.status, r.word()),
-            (200, "accepted"),
-            "{id}: {:?}",
-            r.json
-        );
-    }
+    resend_accepted(&c, &url, &refused, 6000).await;
     assert_eq!(stored_ids(&db).len(), acked.len() + refused.len());
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait(PATIENCE), Some(0));
