@@ -10,7 +10,7 @@
 use http::Method;
 use serde_json::{Value, json};
 
-use super::client::{ApiClient, Idempotence};
+use super::client::{Answer, ApiClient, ApiError, Idempotence};
 use super::{
     Action, CREATE_ROUNDS, Caps, ManageError, Registered, Remote, Want, fields, id_of, persist,
     same_events, strings,
@@ -139,16 +139,7 @@ impl Linq {
         existing: Remote,
         duplicates: &[Remote],
     ) -> Result<Registered, ManageError> {
-        let path = format!("{PATH}/{}", existing.id);
-        let a = self
-            .api
-            .call(
-                Method::PUT,
-                &path,
-                Some(&self.body(true)),
-                Idempotence::Safe,
-            )
-            .await?;
+        let a = self.put(&existing.id, true).await?;
         let remote = answer_subscription(&a.json).unwrap_or_else(|_| Remote {
             events: self.want.events.clone(),
             active: Some(true),
@@ -238,6 +229,12 @@ impl Linq {
     }
 
     pub async fn set_active(&self, id: &str, active: bool) -> Result<(), ManageError> {
+        self.put(id, active).await?;
+        Ok(())
+    }
+
+    /// Replaces subscription `id` with the full body (v2 has no partial update).
+    async fn put(&self, id: &str, active: bool) -> Result<Answer, ApiError> {
         let path = format!("{PATH}/{id}");
         self.api
             .call(
@@ -246,8 +243,7 @@ impl Linq {
                 Some(&self.body(active)),
                 Idempotence::Safe,
             )
-            .await?;
-        Ok(())
+            .await
     }
 }
 
