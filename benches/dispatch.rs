@@ -23,20 +23,8 @@ use hookd::daemon::Daemon;
 use hookd::store::events::{self, NewEvent};
 use hookd::store::{Store, StoreOptions};
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
+use common::{env_num, runtime};
 
 fn config(dir: &Path, handler: &str) -> hookd::config::Config {
     let text = format!(
@@ -50,7 +38,7 @@ fn config(dir: &Path, handler: &str) -> hookd::config::Config {
 
 /// Stores `n` events routed to handler `h` before the daemon starts.
 fn preload(dir: &Path, n: usize, h: &str) {
-    let rt = rt();
+    let rt = runtime(2);
     let store = Store::open(&dir.join("state"), StoreOptions::default()).unwrap();
     rt.block_on(async {
         let mut tasks = Vec::new();
@@ -113,7 +101,7 @@ fn open_work(c: &rusqlite::Connection) -> bool {
 
 /// Starts the daemon on preloaded work; returns seconds until all `n` succeeded.
 fn drain(dir: &Path, handler: &str, n: usize) -> f64 {
-    let rt = rt();
+    let rt = runtime(2);
     let daemon = rt
         .block_on(Daemon::start(config(dir, handler), Default::default()))
         .unwrap();
@@ -150,7 +138,7 @@ fn runner_alone(per: usize) -> f64 {
         kill_grace: Duration::from_secs(5),
         output_cap: 64 << 10,
     });
-    let rt = rt();
+    let rt = runtime(2);
     let t = Instant::now();
     rt.block_on(async {
         let tasks: Vec<_> = (0..4)
@@ -267,7 +255,7 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 fn latency_bench(rate: u64, secs: u64) {
     use hmac::{Hmac, KeyInit, Mac};
     let dir = tempfile::tempdir().unwrap();
-    let rt = rt();
+    let rt = runtime(2);
     let cfg = config(
         dir.path(),
         "[[handler]]\nname = \"t\"\ncommand = [\"/bin/true\"]\nconcurrency = 4\n",

@@ -21,20 +21,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
+use common::{config, env_num, runtime};
 
 const SECRET: &str = "bench-secret";
 
@@ -107,23 +95,18 @@ fn bare_server(rt: &tokio::runtime::Runtime) -> SocketAddr {
 }
 
 fn hookd_server(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> hookd::daemon::Daemon {
-    let text = format!(
-        r#"[daemon]
-state_dir = "{}"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = ""
-[[source]]
+    let cfg = config(
+        dir,
+        &format!(
+            r#"[[source]]
 name = "bench"
 provider = "generic"
 secret = "{SECRET}"
 signature = {{ scheme = "hmac", header = "X-Sig", prefix = "sha256=" }}
 extract = {{ id = ["json:/id"], type = ["json:/type"] }}
-"#,
-        dir.join("state").display()
+"#
+        ),
     );
-    let cfg = hookd::config::parse(&text, &dir.join("bench.toml")).unwrap();
     rt.block_on(hookd::daemon::Daemon::start(cfg, Default::default()))
         .unwrap()
 }

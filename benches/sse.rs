@@ -20,20 +20,8 @@ use bytes::Bytes;
 use eventsource_client::{self as es, Client as _};
 use futures_util::StreamExt;
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
+use common::{config, env_num, runtime};
 
 /// Events `from..=to`, framed and cut into chunks of about 64 KiB.
 fn frames(from: u64, to: u64) -> Vec<Bytes> {
@@ -122,14 +110,10 @@ fn baseline(addr: SocketAddr, n: u64) -> f64 {
 /// hookd storing the stream; returns events/s and the writer's commits.
 fn hookd_run(addr: SocketAddr, n: u64, dir: &std::path::Path) -> (f64, u64, u64) {
     let rt = runtime(2);
-    let text = format!(
-        r#"[daemon]
-state_dir = "{}"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = ""
-[[source]]
+    let cfg = config(
+        dir,
+        &format!(
+            r#"[[source]]
 name = "bench"
 provider = "generic"
 mode = "sse"
@@ -137,10 +121,9 @@ extract = {{ id = ["json:/id"], type = ["json:/type"] }}
 [source.sse]
 url = "http://{addr}/stream"
 idle_timeout = "60s"
-"#,
-        dir.join("state").display()
+"#
+        ),
     );
-    let cfg = hookd::config::parse(&text, &dir.join("bench.toml")).unwrap();
     rt.block_on(async move {
         let started = Instant::now();
         let daemon = hookd::daemon::Daemon::start(cfg, Default::default())

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dispatch_support::{python, sh, write_script};
-use support::{Proc, eventually, generic_source, hmac_hex};
+use support::{Proc, all_settled, generic_source, hmac_hex, state_db};
 
 const KEY: &str = "crash-secret";
 const DEFAULT_ROUNDS: usize = 4;
@@ -263,26 +263,10 @@ async fn final_run(c: &reqwest::Client, cfg: &Path, dir: &Path, ledger: &mut Led
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    eventually(Duration::from_secs(600), || {
-        let open: i64 = db(dir)
-            .query_row(
-                "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'running', 'failed')",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        (open == 0).then_some(())
-    })
-    .await;
+    all_settled(dir, Duration::from_secs(600)).await;
     p.signal(libc::SIGTERM);
     p.wait_for("STOPPING=1");
     assert_eq!(p.wait(Duration::from_secs(60)), Some(0));
-}
-
-fn db(dir: &Path) -> rusqlite::Connection {
-    let c = rusqlite::Connection::open(dir.join("state/hookd.db")).unwrap();
-    c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c
 }
 
 /// event_id → attempt numbers the handler logged, in order.
@@ -300,7 +284,7 @@ fn invocations(path: &Path) -> BTreeMap<String, Vec<i64>> {
 }
 
 fn check(dir: &Path, ledger: &Ledger, rounds: usize) -> Counts {
-    let c = db(dir);
+    let c = state_db(dir);
     let mut n = Counts {
         rounds,
         pushed: ledger.pushed.len(),

@@ -18,7 +18,10 @@ use std::time::Duration;
 use dispatch_support::{assert_dies, python, read_pid, sh, write_script};
 use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
-use support::{Proc, TestDaemon, base_config, bin, eventually, generic_source, post_signed};
+use support::{
+    Proc, TestDaemon, all_settled, base_config, bin, eventually, generic_source, lines,
+    post_signed, state_db,
+};
 
 const KEY: &str = "k";
 /// Safety net for conditions that have no signal of their own.
@@ -61,15 +64,9 @@ fn event(id: &str, ty: &str) -> Value {
     json!({"id": id, "type": ty, "data": {"text": "héllo", "n": 1}})
 }
 
-fn db(dir: &Path) -> rusqlite::Connection {
-    let c = rusqlite::Connection::open(dir.join("state/hookd.db")).unwrap();
-    c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c
-}
-
 /// (status, attempts, replay) of the delivery of event `event_id` to `handler`.
 fn delivery(dir: &Path, event_id: &str, handler: &str) -> Option<(String, i64, bool)> {
-    db(dir)
+    state_db(dir)
         .query_row(
             "SELECT d.status, d.attempts, d.replay FROM deliveries d JOIN events e ON e.id = d.event
              WHERE e.event_id = ?1 AND d.handler = ?2",
@@ -90,21 +87,6 @@ async fn settled(dir: &Path, event_id: &str, handler: &str, status: &str) -> i64
     .await
 }
 
-/// Waits until no delivery is queued or running.
-async fn all_settled(dir: &Path) {
-    eventually(LONG, || {
-        let open: i64 = db(dir)
-            .query_row(
-                "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'running', 'failed')",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        (open == 0).then_some(())
-    })
-    .await
-}
-
 #[derive(Debug)]
 struct Attempt {
     attempt: i64,
@@ -119,7 +101,7 @@ struct Attempt {
 }
 
 fn attempts(dir: &Path, event_id: &str, handler: &str) -> Vec<Attempt> {
-    let c = db(dir);
+    let c = state_db(dir);
     let mut stmt = c
         .prepare(
             "SELECT a.attempt, a.replay, a.outcome, a.exit_code, a.signal, a.stdout, a.stderr,
@@ -180,14 +162,6 @@ fn json_lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// Waits until `path` has at least `n` lines; returns them.
 async fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     eventually(LONG, || {
@@ -239,9 +213,9 @@ async fn routes_by_type_glob_and_source_and_shows_events_without_a_handler() {
         send(&c, &d.base, src, event(id, ty)).await;
     }
     let dir = d.dir.path().to_path_buf();
-    all_settled(&dir).await;
+    all_settled(&dir, LONG).await;
 
-    let routed: BTreeSet<(String, String, String)> = db(&dir)
+    let routed: BTreeSet<(String, String, String)> = state_db(&dir)
         .prepare("SELECT e.event_id, d.handler, d.status FROM deliveries d JOIN events e ON e.id = d.event")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -371,7 +345,7 @@ async fn handler_sees_the_envelope_on_stdin_and_exactly_its_environment() {
             (k.to_string(), v.to_string())
         })
         .collect();
-    let delivery_id: i64 = db(dir)
+    let delivery_id: i64 = state_db(dir)
         .query_row("SELECT id FROM deliveries WHERE handler = 'env'", [], |r| {
             r.get(0)
         })
@@ -434,7 +408,7 @@ async fn failing_twice_then_succeeding_takes_three_attempts_and_always_failing_g
     assert_eq!(settled(&dir, "e1", "broken", "dead").await, 3);
     let a = attempts(&dir, "e1", "broken");
     assert_eq!(outcomes(&a), [(1, "exit"), (2, "exit"), (3, "exit")]);
-    let last_error: String = db(&dir)
+    let last_error: String = state_db(&dir)
         .query_row(
             "SELECT last_error FROM deliveries WHERE handler = 'broken'",
             [],
@@ -573,7 +547,7 @@ async fn per_handler_concurrency_is_respected() {
     for i in 0..8 {
         send(&c, &d.base, "s", event(&format!("c{i}"), "t")).await;
     }
-    all_settled(&dir).await;
+    all_settled(&dir, LONG).await;
     let counts: Vec<usize> = lines(&dir.join("counts.log"))
         .iter()
         .map(|l| l.trim().parse().unwrap())
@@ -630,7 +604,7 @@ async fn a_slow_handler_does_not_starve_another_under_the_global_cap() {
         lines(&order)
     );
     std::fs::write(dir.join("go-all"), "").unwrap();
-    all_settled(&dir).await;
+    all_settled(&dir, LONG).await;
     assert_eq!(lines(&order).len(), 7);
     daemon.shutdown().await;
 }
@@ -662,7 +636,7 @@ async fn sigkill_with_work_pending_loses_nothing_and_retries_the_interrupted_run
         send(&c, &base, "s", event(&format!("e{i:02}"), "t")).await;
     }
     let stuck = read_pid(&dir.join("stuck.pid")).await;
-    let (running, pending): (i64, i64) = db(dir)
+    let (running, pending): (i64, i64) = state_db(dir)
         .query_row(
             "SELECT SUM(status = 'running'), SUM(status = 'pending') FROM deliveries",
             [],
@@ -677,8 +651,8 @@ async fn sigkill_with_work_pending_loses_nothing_and_retries_the_interrupted_run
     assert_dies(stuck).await;
 
     let p = Proc::spawn(&cfg, &[]);
-    all_settled(dir).await;
-    let done: i64 = db(dir)
+    all_settled(dir, LONG).await;
+    let done: i64 = state_db(dir)
         .query_row(
             "SELECT COUNT(*) FROM deliveries WHERE status = 'succeeded'",
             [],
@@ -724,7 +698,7 @@ async fn replay_by_id_by_filter_and_of_dead_deliveries_while_running_and_stopped
     let a1 = send(&c, &d.base, "s", event("a1", "message.x")).await;
     send(&c, &d.base, "s", event("a2", "order.x")).await;
     send(&c, &d.base, "s", event("a3", "order.y")).await;
-    all_settled(&dir).await;
+    all_settled(&dir, LONG).await;
     assert_eq!(delivery(&dir, "a2", "picky").unwrap().0, "dead");
     assert_eq!(delivery(&dir, "a3", "picky").unwrap().0, "dead");
     let rec_log = dir.join("rec.log");
@@ -756,7 +730,7 @@ async fn replay_by_id_by_filter_and_of_dead_deliveries_while_running_and_stopped
         (replays("a2") == 1 && replays("a3") == 1).then_some(())
     })
     .await;
-    all_settled(&dir).await;
+    all_settled(&dir, LONG).await;
     assert_eq!(replays("a1"), 1, "outside the filter");
     assert_eq!(
         lines(&dir.join("picky.log")).len(),
@@ -963,7 +937,7 @@ for line in sys.stdin:
     );
 
     let p = Proc::spawn(&cfg, &[]);
-    all_settled(dir).await;
+    all_settled(dir, LONG).await;
     for id in ["s1", "s2", "s3"] {
         assert_eq!(delivery(dir, id, "stuck").unwrap().0, "succeeded", "{id}");
     }
@@ -998,7 +972,7 @@ async fn events_show_lists_attempts_and_deliveries_json_filters() {
     let c = reqwest::Client::new();
     let x1 = send(&c, &d.base, "s", event("x1", "t")).await;
     let y1 = send(&c, &d.base, "t", event("y1", "other")).await;
-    all_settled(&dir).await;
+    all_settled(&dir, LONG).await;
 
     let shown = hookd_ok(&d.config_path, &["events", "show", &x1.to_string()]).await;
     for want in [

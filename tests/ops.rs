@@ -11,25 +11,13 @@ use std::time::Duration;
 
 use support::*;
 
+/// A handler for `events` that appends each event's id to `<dir>/<name>.out`.
 fn handler_writing_to(dir: &std::path::Path, name: &str, events: &str) -> String {
-    let out = dir.join(format!("{name}.out"));
-    let h = script(
-        dir,
-        &format!("{name}.sh"),
-        &format!("#!/bin/sh\necho \"$HOOKD_EVENT_ID\" >> {}\n", out.display()),
-    );
+    let h = id_recorder(dir, name);
     format!(
         "[[handler]]\nname = \"{name}\"\nevents = [\"{events}\"]\ncommand = [\"{}\"]\n\n",
         h.display()
     )
-}
-
-fn lines(path: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 #[tokio::test]

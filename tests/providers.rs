@@ -82,13 +82,9 @@ fn ok(cfg: &Path, args: &[&str]) -> String {
     o.stdout
 }
 
-fn db(dir: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(dir.join("state/hookd.db")).unwrap()
-}
-
 /// (remote_id, secret) saved for `source`.
 fn saved(dir: &Path, source: &str) -> Option<(Option<String>, Option<Vec<u8>>)> {
-    db(dir)
+    state_db(dir)
         .query_row(
             "SELECT remote_id, secret FROM subscriptions WHERE source = ?1",
             [source],

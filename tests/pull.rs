@@ -71,28 +71,11 @@ backoff = {{ initial = "50ms", max = "300ms" }}
 
 /// A handler that appends each event's id to `<dir>/<name>.out`.
 fn recording_handler(dir: &Path, name: &str) -> String {
-    let out = dir.join(format!("{name}.out"));
-    let h = script(
-        dir,
-        &format!("{name}.sh"),
-        &format!("#!/bin/sh\necho \"$HOOKD_EVENT_ID\" >> {}\n", out.display()),
-    );
+    let h = id_recorder(dir, name);
     format!(
         "[[handler]]\nname = \"{name}\"\nevents = [\"*\"]\ncommand = [\"{}\"]\nbackoff = {{ initial = \"50ms\", max = \"200ms\" }}\n\n",
         h.display()
     )
-}
-
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-fn db_at(dir: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(dir.join("state/hookd.db")).unwrap()
 }
 
 fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
@@ -123,7 +106,7 @@ fn cursor(
 }
 
 async fn wait_events(dir: &Path, source: &str, n: i64) {
-    let db = db_at(dir);
+    let db = state_db(dir);
     let sql = format!("SELECT COUNT(*) FROM events WHERE source = '{source}'");
     eventually(LONG, || (count(&db, &sql) >= n).then_some(())).await;
     assert_eq!(count(&db, &sql), n, "no more than {n} events stored");
@@ -519,7 +502,7 @@ async fn poll_sigkill_between_pages_loses_nothing_and_dispatches_nothing_twice()
     let p = Proc::spawn(&cfg, &[]);
     eventually(LONG, || (sim.held() == 1).then_some(())).await;
     // Page 1 committed and its handlers done: now between pages.
-    let db = db_at(dir.path());
+    let db = state_db(dir.path());
     eventually(LONG, || {
         (count(
             &db,

@@ -35,6 +35,75 @@ fn assert_503(r: &Reply, what: &str) {
     );
 }
 
+/// Files the answer to `id`: a 200 must say accepted, anything else must
+/// be a proper 503.
+fn sort_answer(id: String, r: &Reply, acked: &mut Vec<String>, refused: &mut Vec<String>) {
+    if r.status == 200 {
+        assert_eq!(r.word(), "accepted", "{id}");
+        acked.push(id);
+    } else {
+        assert_503(r, &id);
+        refused.push(id);
+    }
+}
+
+/// Every id answered 200 is committed in `db`, and none answered 503 is.
+fn assert_stored_as_answered(db: &Path, acked: &[String], refused: &[String]) {
+    let stored = stored_ids(db);
+    for id in acked {
+        assert!(
+            stored.contains(id),
+            "{id} was answered 200 but is not stored"
+        );
+    }
+    for id in refused {
+        assert!(!stored.contains(id), "{id} was answered 503 but is stored");
+    }
+}
+
+/// Sends the events `ids` (padded with `pad` bytes) one by one; each must
+/// be accepted (after a fault: stored now, not taken for a duplicate).
+async fn send_accepted(
+    c: &reqwest::Client,
+    url: &str,
+    ids: impl IntoIterator<Item = String>,
+    pad: usize,
+) {
+    for id in ids {
+        let r = send(c, url, &event(&id, pad)).await;
+        assert_eq!(
+            (r.status, r.word()),
+            (200, "accepted"),
+            "{id}: {:?}",
+            r.json
+        );
+    }
+}
+
+/// The real binary with one generic source `s` (secret `k`).
+struct Spawned {
+    dir: tempfile::TempDir,
+    p: Proc,
+    /// Its database.
+    db: PathBuf,
+    c: reqwest::Client,
+    /// The source's push URL.
+    url: String,
+}
+
+/// Spawns the binary and stores `first`, so the database exists.
+async fn spawn_with(first: &str) -> Spawned {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &generic_source("s", "k"));
+    let p = Proc::spawn(&cfg, &[]);
+    let db = dir.path().join("state/hookd.db");
+    let c = reqwest::Client::new();
+    let url = p.url("/hooks/s");
+    let r = send(&c, &url, &event(first, 10)).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    Spawned { dir, p, db, c, url }
+}
+
 /// The event ids committed in the database at `db`.
 fn stored_ids(db: &Path) -> BTreeSet<String> {
     let c = rusqlite::Connection::open(db).unwrap();
@@ -63,15 +132,8 @@ fn size(p: &Path) -> u64 {
 
 #[tokio::test]
 async fn file_size_limit_is_503_and_recovers_without_losing_an_ack() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &generic_source("s", "k"));
-    let p = Proc::spawn(&cfg, &[]);
-    let db = dir.path().join("state/hookd.db");
+    let Spawned { dir, p, db, c, url } = spawn_with("warm").await;
     let wal = dir.path().join("state/hookd.db-wal");
-    let c = reqwest::Client::new();
-    let url = p.url("/hooks/s");
-    let r = send(&c, &url, &event("warm", 10)).await;
-    assert_eq!(r.status, 200, "{:?}", r.json);
 
     // No file may grow past its current size: the next WAL append fails
     // (EFBIG; hookd handles SIGXFSZ instead of dying of it).
@@ -81,16 +143,7 @@ async fn file_size_limit_is_503_and_recovers_without_losing_an_ack() {
     for i in 0..50 {
         let id = format!("full-{i}");
         let r = send(&c, &url, &event(&id, 8000)).await;
-        match r.status {
-            200 => {
-                assert_eq!(r.word(), "accepted");
-                acked.push(id);
-            }
-            _ => {
-                assert_503(&r, &id);
-                refused.push(id);
-            }
-        }
+        sort_answer(id, &r, &mut acked, &mut refused);
         if refused.len() >= 5 {
             break;
         }
@@ -101,16 +154,7 @@ async fn file_size_limit_is_503_and_recovers_without_losing_an_ack() {
         acked.len(),
         refused.len()
     );
-    let stored = stored_ids(&db);
-    for id in &acked {
-        assert!(
-            stored.contains(id),
-            "{id} was answered 200 but is not stored"
-        );
-    }
-    for id in &refused {
-        assert!(!stored.contains(id), "{id} was answered 503 but is stored");
-    }
+    assert_stored_as_answered(&db, &acked, &refused);
     assert!(
         p.stderr().contains("503"),
         "a warning is logged: {}",
@@ -119,15 +163,7 @@ async fn file_size_limit_is_503_and_recovers_without_losing_an_ack() {
 
     // Space returns: the same events are now accepted (not duplicates).
     set_fsize_limit(p.child.id(), None);
-    for id in &refused {
-        let r = send(&c, &url, &event(id, 8000)).await;
-        assert_eq!(
-            (r.status, r.word()),
-            (200, "accepted"),
-            "{id}: {:?}",
-            r.json
-        );
-    }
+    send_accepted(&c, &url, refused.iter().cloned(), 8000).await;
     let stored = stored_ids(&db);
     assert_eq!(stored.len(), acked.len() + refused.len());
     p.signal(libc::SIGTERM);
@@ -203,10 +239,7 @@ async fn full_filesystem_is_503_and_recovers() {
     );
 
     std::fs::remove_file(&filler).unwrap();
-    for i in 0..3 {
-        let r = send(&c, &url, &event(&format!("full-{i}"), 8000)).await;
-        assert_eq!((r.status, r.word()), (200, "accepted"), "{:?}", r.json);
-    }
+    send_accepted(&c, &url, (0..3).map(|i| format!("full-{i}")), 8000).await;
     assert_eq!(stored_ids(&db).len(), 4);
     d.stop().await;
     drop(mount);
@@ -214,13 +247,13 @@ async fn full_filesystem_is_503_and_recovers() {
 
 #[tokio::test]
 async fn database_locked_by_another_process_is_503_then_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &generic_source("s", "k"));
-    let p = Proc::spawn(&cfg, &[]);
-    let db = dir.path().join("state/hookd.db");
-    let c = reqwest::Client::new();
-    let url = p.url("/hooks/s");
-    assert_eq!(send(&c, &url, &event("before", 10)).await.status, 200);
+    let Spawned {
+        dir: _dir,
+        p,
+        db,
+        c,
+        url,
+    } = spawn_with("before").await;
 
     // Another process (this test) holds the write lock.
     let locker = rusqlite::Connection::open(&db).unwrap();
@@ -238,10 +271,7 @@ async fn database_locked_by_another_process_is_503_then_recovers() {
     assert_eq!(stored_ids(&db), BTreeSet::from(["before".to_string()]));
 
     // Released: the same events go in.
-    for i in 0..8 {
-        let r = send(&c, &url, &event(&format!("locked-{i}"), 10)).await;
-        assert_eq!((r.status, r.word()), (200, "accepted"), "{:?}", r.json);
-    }
+    send_accepted(&c, &url, (0..8).map(|i| format!("locked-{i}")), 10).await;
     assert_eq!(stored_ids(&db).len(), 9);
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait(PATIENCE), Some(0));
@@ -249,13 +279,13 @@ async fn database_locked_by_another_process_is_503_then_recovers() {
 
 #[tokio::test]
 async fn a_long_reader_does_not_block_ingest() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &generic_source("s", "k"));
-    let p = Proc::spawn(&cfg, &[]);
-    let db = dir.path().join("state/hookd.db");
-    let c = reqwest::Client::new();
-    let url = p.url("/hooks/s");
-    assert_eq!(send(&c, &url, &event("before", 10)).await.status, 200);
+    let Spawned {
+        dir: _dir,
+        p,
+        db,
+        c,
+        url,
+    } = spawn_with("before").await;
 
     // A reader (say `hookd events list` on a big table) holds a snapshot.
     let reader = rusqlite::Connection::open(&db).unwrap();
@@ -264,10 +294,7 @@ async fn a_long_reader_does_not_block_ingest() {
         .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 1);
-    for i in 0..5 {
-        let r = send(&c, &url, &event(&format!("while-reading-{i}"), 10)).await;
-        assert_eq!((r.status, r.word()), (200, "accepted"), "{:?}", r.json);
-    }
+    send_accepted(&c, &url, (0..5).map(|i| format!("while-reading-{i}")), 10).await;
     reader.execute_batch("COMMIT").unwrap();
     assert_eq!(stored_ids(&db).len(), 6);
     p.signal(libc::SIGTERM);
@@ -333,14 +360,8 @@ async fn send_retrying(c: &reqwest::Client, url: &str, id: &str) {
 
 #[tokio::test]
 async fn concurrent_batches_hitting_the_limit_never_ack_a_lost_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &generic_source("s", "k"));
-    let p = Proc::spawn(&cfg, &[]);
-    let db = dir.path().join("state/hookd.db");
+    let Spawned { dir, p, db, c, url } = spawn_with("warm").await;
     let wal = dir.path().join("state/hookd.db-wal");
-    let c = reqwest::Client::new();
-    let url = p.url("/hooks/s");
-    assert_eq!(send(&c, &url, &event("warm", 10)).await.status, 200);
 
     // Room for a few batches, then the limit falls in the middle of one.
     set_fsize_limit(p.child.id(), Some(size(&wal).max(size(&db)) + (96 << 10)));
@@ -355,13 +376,7 @@ async fn concurrent_batches_hitting_the_limit_never_ack_a_lost_event() {
             });
         }
         for (id, r) in tasks.join_all().await {
-            if r.status == 200 {
-                assert_eq!(r.word(), "accepted", "{id}");
-                acked.push(id);
-            } else {
-                assert_503(&r, &id);
-                refused.push(id);
-            }
+            sort_answer(id, &r, &mut acked, &mut refused);
         }
         if !refused.is_empty() {
             break;
@@ -373,26 +388,9 @@ async fn concurrent_batches_hitting_the_limit_never_ack_a_lost_event() {
         acked.len(),
         refused.len()
     );
-    let stored = stored_ids(&db);
-    for id in &acked {
-        assert!(
-            stored.contains(id),
-            "{id} was answered 200 but is not stored"
-        );
-    }
-    for id in &refused {
-        assert!(!stored.contains(id), "{id} was answered 503 but is stored");
-    }
+    assert_stored_as_answered(&db, &acked, &refused);
     set_fsize_limit(p.child.id(), None);
-    for id in &refused {
-        let r = send(&c, &url, &event(id, 6000)).await;
-        assert_eq!(
-            (r.status, r.word()),
-            (200, "accepted"),
-            "{id}: {:?}",
-            r.json
-        );
-    }
+    send_accepted(&c, &url, refused.iter().cloned(), 6000).await;
     assert_eq!(stored_ids(&db).len(), acked.len() + refused.len());
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait(PATIENCE), Some(0));
@@ -458,10 +456,7 @@ async fn database_made_read_only_is_503_then_recovers() {
     }
     drop(ro);
     assert_eq!(stored_ids(&db), BTreeSet::from(["before".to_string()]));
-    for i in 0..3 {
-        let r = send(&c, &url, &event(&format!("ro-{i}"), 10)).await;
-        assert_eq!((r.status, r.word()), (200, "accepted"), "{:?}", r.json);
-    }
+    send_accepted(&c, &url, (0..3).map(|i| format!("ro-{i}")), 10).await;
     assert_eq!(stored_ids(&db).len(), 4);
     d.stop().await;
 }

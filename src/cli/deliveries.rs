@@ -34,12 +34,7 @@ pub fn deliveries(cfg: &Config, a: DeliveriesArgs) -> anyhow::Result<ExitCode> {
     {
         bail!("--status {s:?} is not one of: {}", STATUSES.join(", "));
     }
-    let since = a
-        .since
-        .as_deref()
-        .map(|s| crate::timefmt::parse_bound(s, crate::timefmt::now_micros()))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let since = super::time_bound(a.since.as_deref(), crate::timefmt::now_micros())?;
     let conn = open_db(cfg, false)?;
     let rows = deliveries::list(
         &conn,

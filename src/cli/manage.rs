@@ -51,6 +51,22 @@ pub fn store(cfg: &Config) -> anyhow::Result<Store> {
     Store::open(&cfg.daemon.state_dir, StoreOptions::default()).map_err(anyhow::Error::msg)
 }
 
+/// Runs `op` with the state store for each of `sources` (see [`each`]) on
+/// a runtime of its own.
+pub fn each_with_store<'a, F, Fut>(
+    cfg: &'a Config,
+    sources: &[&'a SourceConfig],
+    mut op: F,
+) -> anyhow::Result<ExitCode>
+where
+    F: FnMut(Manager, Store) -> Fut,
+    Fut: Future<Output = Result<Vec<String>, ManageError>>,
+{
+    let store = store(cfg)?;
+    let rt = runtime()?;
+    Ok(rt.block_on(each(cfg, sources, |m, _| op(m, store.clone()))))
+}
+
 /// Runs `op` for each source in turn; prints what it returns on stdout and
 /// each failure as `hookd: source NAME: …` on stderr. Exit 1 if any failed.
 pub async fn each<'a, F, Fut>(cfg: &'a Config, sources: &[&'a SourceConfig], mut op: F) -> ExitCode

@@ -131,13 +131,17 @@ pub struct TimeRange {
 impl TimeRange {
     pub fn bounds(&self) -> anyhow::Result<(Option<i64>, Option<i64>)> {
         let now = crate::timefmt::now_micros();
-        let parse = |s: &Option<String>| -> anyhow::Result<Option<i64>> {
-            s.as_deref()
-                .map(|v| crate::timefmt::parse_bound(v, now).map_err(anyhow::Error::msg))
-                .transpose()
-        };
-        Ok((parse(&self.since)?, parse(&self.until)?))
+        Ok((
+            time_bound(self.since.as_deref(), now)?,
+            time_bound(self.until.as_deref(), now)?,
+        ))
     }
+}
+
+/// A `--since`/`--until` value as unix µs: RFC 3339, or a duration before `now`.
+pub fn time_bound(v: Option<&str>, now: i64) -> anyhow::Result<Option<i64>> {
+    v.map(|v| crate::timefmt::parse_bound(v, now).map_err(anyhow::Error::msg))
+        .transpose()
 }
 
 /// Entry point of the binary.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::manage::{each, pick, runtime, store};
+use super::manage::{each_with_store, pick};
 use crate::config::Config;
 
 #[derive(Args, Debug)]
@@ -18,14 +18,9 @@ pub struct PauseArgs {
 
 pub fn set_active(cfg: &Config, a: PauseArgs, active: bool) -> anyhow::Result<ExitCode> {
     let sources = pick(cfg, &a.sources, |_| true)?;
-    let store = store(cfg)?;
-    let rt = runtime()?;
-    Ok(rt.block_on(each(cfg, &sources, |m, _| {
-        let store = store.clone();
-        async move {
-            let id = m.set_active(&store, active).await?;
-            let word = if active { "resumed" } else { "paused" };
-            Ok(vec![format!("{word} {} subscription {id}", m.name())])
-        }
-    })))
+    each_with_store(cfg, &sources, |m, store| async move {
+        let id = m.set_active(&store, active).await?;
+        let word = if active { "resumed" } else { "paused" };
+        Ok(vec![format!("{word} {} subscription {id}", m.name())])
+    })
 }

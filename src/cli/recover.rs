@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::manage::{each, pick, runtime, store};
+use super::manage::{each_with_store, pick};
 use crate::config::Config;
 use crate::provider::manage::Manager;
 
@@ -21,33 +21,23 @@ pub struct RecoverArgs {
 }
 
 pub fn recover(cfg: &Config, a: RecoverArgs) -> anyhow::Result<ExitCode> {
-    let since = a
-        .since
-        .as_deref()
-        .map(|s| crate::timefmt::parse_bound(s, crate::timefmt::now_micros()))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let since = super::time_bound(a.since.as_deref(), crate::timefmt::now_micros())?;
     let sources = pick(cfg, &a.sources, |s| {
         Manager::for_source(cfg, s).is_ok_and(|m| m.caps().recover)
     })?;
-    let store = store(cfg)?;
-    let rt = runtime()?;
-    Ok(rt.block_on(each(cfg, &sources, |m, _| {
-        let store = store.clone();
-        async move {
-            let r = m.recover(&store, since).await?;
-            Ok(vec![format!(
-                "asked {} to redeliver {} failed deliver{} (of {} listed){}",
-                m.name(),
-                r.replayed.len(),
-                if r.replayed.len() == 1 { "y" } else { "ies" },
-                r.seen,
-                if r.replayed.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", r.replayed.join(", "))
-                }
-            )])
-        }
-    })))
+    each_with_store(cfg, &sources, |m, store| async move {
+        let r = m.recover(&store, since).await?;
+        Ok(vec![format!(
+            "asked {} to redeliver {} failed deliver{} (of {} listed){}",
+            m.name(),
+            r.replayed.len(),
+            if r.replayed.len() == 1 { "y" } else { "ies" },
+            r.seen,
+            if r.replayed.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.replayed.join(", "))
+            }
+        )])
+    })
 }

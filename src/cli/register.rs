@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::manage::{each, pick, runtime, store};
+use super::manage::{each_with_store, pick};
 use crate::config::Config;
 use crate::provider::manage::Registered;
 
@@ -18,15 +18,10 @@ pub struct RegisterArgs {
 
 pub fn register(cfg: &Config, a: RegisterArgs) -> anyhow::Result<ExitCode> {
     let sources = pick(cfg, &a.sources, |_| true)?;
-    let store = store(cfg)?;
-    let rt = runtime()?;
-    Ok(rt.block_on(each(cfg, &sources, |m, _| {
-        let store = store.clone();
-        async move {
-            let r = m.register(&store).await?;
-            Ok(describe(m.name(), &r))
-        }
-    })))
+    each_with_store(cfg, &sources, |m, store| async move {
+        let r = m.register(&store).await?;
+        Ok(describe(m.name(), &r))
+    })
 }
 
 /// `created LinkUp subscription 6789… for https://…/hooks/lu (events: all)`.

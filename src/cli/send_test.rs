@@ -114,19 +114,14 @@ pub fn send_test(cfg: &Config, a: SendTestArgs) -> anyhow::Result<ExitCode> {
 /// `--remote`: the provider sends its own test event through its normal
 /// delivery path, so this proves the public URL, the proxy and the secret.
 fn remote(cfg: &Config, src: &crate::config::SourceConfig) -> anyhow::Result<ExitCode> {
-    let store = super::manage::store(cfg)?;
-    let rt = super::manage::runtime()?;
-    Ok(rt.block_on(super::manage::each(cfg, &[src], |m, _| {
-        let store = store.clone();
-        async move {
-            let id = m.send_test(&store).await?;
-            Ok(vec![format!(
-                "{} is sending a test event to webhook {id}; `hookd events list --source {}` shows it when it arrives",
-                m.name(),
-                src.name
-            )])
-        }
-    })))
+    super::manage::each_with_store(cfg, &[src], |m, store| async move {
+        let id = m.send_test(&store).await?;
+        Ok(vec![format!(
+            "{} is sending a test event to webhook {id}; `hookd events list --source {}` shows it when it arrives",
+            m.name(),
+            src.name
+        )])
+    })
 }
 
 async fn post(

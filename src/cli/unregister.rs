@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::manage::{each, pick, runtime, store};
+use super::manage::{each_with_store, pick};
 use crate::config::Config;
 
 #[derive(Args, Debug)]
@@ -16,20 +16,15 @@ pub struct UnregisterArgs {
 
 pub fn unregister(cfg: &Config, a: UnregisterArgs) -> anyhow::Result<ExitCode> {
     let sources = pick(cfg, &a.sources, |_| true)?;
-    let store = store(cfg)?;
-    let rt = runtime()?;
-    Ok(rt.block_on(each(cfg, &sources, |m, _| {
-        let store = store.clone();
-        async move {
-            let removed = m.unregister(&store).await?;
-            Ok(vec![if removed.is_empty() {
-                format!(
-                    "{} reports no subscription for this source; nothing to remove",
-                    m.name()
-                )
-            } else {
-                format!("removed {} subscription {}", m.name(), removed.join(", "))
-            }])
-        }
-    })))
+    each_with_store(cfg, &sources, |m, store| async move {
+        let removed = m.unregister(&store).await?;
+        Ok(vec![if removed.is_empty() {
+            format!(
+                "{} reports no subscription for this source; nothing to remove",
+                m.name()
+            )
+        } else {
+            format!("removed {} subscription {}", m.name(), removed.join(", "))
+        }])
+    })
 }

@@ -239,30 +239,24 @@ fn sse_config(
     src: &KeyPath,
 ) -> VResult<SseConfig> {
     let p = src.key("sse");
-    let url = match (r.url, linkup) {
-        (Some(u), _) => u,
-        (None, true) => format!("{base}{}", lh::STREAM_PATH),
-        (None, false) => {
-            return Err((
-                p.key("url"),
-                "a generic SSE source needs [source.sse] url = \"https://…\"".into(),
-            ));
-        }
-    };
-    check_url(&p.key("url"), &url)?;
-    let auth = match (r.auth, linkup) {
-        (Some(a), _) => auth(s, a, &p.key("auth"))?,
-        (None, true) => auth(
-            s,
+    let preset = linkup.then(|| {
+        (
+            format!("{base}{}", lh::STREAM_PATH),
             RawAuth {
                 header: Some(lh::KEY_HEADER.into()),
                 query: Some(lh::KEY_QUERY.into()),
                 prefix: None,
             },
-            &p.key("auth"),
-        )?,
-        (None, false) => Auth::default(),
-    };
+        )
+    });
+    let (url, auth) = endpoint(
+        s,
+        r.url,
+        r.auth,
+        preset,
+        &p,
+        "a generic SSE source needs [source.sse] url = \"https://…\"",
+    )?;
     let idle_timeout = one_place(
         (&src.key("idle_timeout"), s.idle_timeout),
         (&p.key("idle_timeout"), r.idle_timeout.as_deref()),
@@ -301,28 +295,23 @@ fn poll_config(
     let or_preset = |v: Option<String>, preset: &str| -> Option<String> {
         v.or_else(|| linkup.then(|| preset.to_string()))
     };
-    let url = match or_preset(r.url, &format!("{base}{}", lh::EVENTS_PATH)) {
-        Some(u) => u,
-        None => {
-            return Err((
-                p.key("url"),
-                "a generic poll source needs [source.poll] url = \"https://…\"".into(),
-            ));
-        }
-    };
-    check_url(&p.key("url"), &url)?;
-    let auth = match (r.auth, linkup) {
-        (Some(a), _) => auth(s, a, &p.key("auth"))?,
-        (None, true) => auth(
-            s,
+    let preset = linkup.then(|| {
+        (
+            format!("{base}{}", lh::EVENTS_PATH),
             RawAuth {
                 header: Some(lh::KEY_HEADER.into()),
                 ..Default::default()
             },
-            &p.key("auth"),
-        )?,
-        (None, false) => Auth::default(),
-    };
+        )
+    });
+    let (url, auth) = endpoint(
+        s,
+        r.url,
+        r.auth,
+        preset,
+        &p,
+        "a generic poll source needs [source.poll] url = \"https://…\"",
+    )?;
     let pointer = |key: &str, v: Option<String>| -> VResult<Option<String>> {
         match v {
             Some(v) if !v.is_empty() && !v.starts_with('/') => Err((
@@ -398,6 +387,30 @@ fn poll_config(
         timeout,
         backoff: backoff(&p.key("backoff"), r.backoff)?,
     })
+}
+
+/// Where an endpoint (the table at `p`) is and how it authenticates: as
+/// the table says, else the provider's `preset` (URL, auth). Without a
+/// preset (generic) the URL must be given (`missing_url` says so) and no
+/// key is sent unless `auth` says how.
+fn endpoint(
+    s: &SourceSide<'_>,
+    url: Option<String>,
+    given_auth: Option<RawAuth>,
+    preset: Option<(String, RawAuth)>,
+    p: &KeyPath,
+    missing_url: &str,
+) -> VResult<(String, Auth)> {
+    let (preset_url, preset_auth) = preset.unzip();
+    let url = url
+        .or(preset_url)
+        .ok_or_else(|| (p.key("url"), missing_url.to_string()))?;
+    check_url(&p.key("url"), &url)?;
+    let auth = match given_auth.or(preset_auth) {
+        Some(a) => auth(s, a, &p.key("auth"))?,
+        None => Auth::default(),
+    };
+    Ok((url, auth))
 }
 
 fn check_url(p: &KeyPath, url: &str) -> VResult<()> {

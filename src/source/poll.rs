@@ -259,30 +259,14 @@ pub async fn catch_up(
         {
             Ok(items) => items,
             Err(e) => {
-                pull::count(
-                    ctx,
-                    name,
-                    Counts {
-                        polls: 1,
-                        ..Default::default()
-                    },
-                )
-                .await;
+                count_poll_without_events(ctx, name).await;
                 return Err(e);
             }
         };
         out.pages += 1;
         let n = items.len();
         if n == 0 {
-            pull::count(
-                ctx,
-                name,
-                Counts {
-                    polls: 1,
-                    ..Default::default()
-                },
-            )
-            .await;
+            count_poll_without_events(ctx, name).await;
             return Ok(out);
         }
         if cfg.since_format.is_time() {
@@ -334,6 +318,20 @@ pub async fn catch_up(
         }
     }
     Ok(out)
+}
+
+/// Counts a poll that stored nothing (it failed, or its page was empty);
+/// a page with items is counted when it is committed (`pull::commit`).
+async fn count_poll_without_events(ctx: &PullCtx, name: &str) {
+    pull::count(
+        ctx,
+        name,
+        Counts {
+            polls: 1,
+            ..Default::default()
+        },
+    )
+    .await;
 }
 
 /// Where a page moves the position: the newest item's cursor.

@@ -263,3 +263,48 @@ pub async fn post_signed(
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
+
+/// A read connection to the database of the daemon whose directory is
+/// `dir`; it waits up to 10 s for the daemon's writer instead of failing
+/// with "database is locked".
+pub fn state_db(dir: &Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(dir.join("state/hookd.db")).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c
+}
+
+/// Waits up to `limit` until no delivery in the database of the daemon in
+/// `dir` is pending, running or failed.
+pub async fn all_settled(dir: &Path, limit: Duration) {
+    eventually(limit, || {
+        let open: i64 = state_db(dir)
+            .query_row(
+                "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'running', 'failed')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (open == 0).then_some(())
+    })
+    .await
+}
+
+/// The lines of the file at `path` (none while it does not exist).
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A handler script `<dir>/<name>.sh` that appends each event's id to
+/// `<dir>/<name>.out`.
+pub fn id_recorder(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(format!("{name}.out"));
+    script(
+        dir,
+        &format!("{name}.sh"),
+        &format!("#!/bin/sh\necho \"$HOOKD_EVENT_ID\" >> {}\n", out.display()),
+    )
+}

@@ -217,6 +217,17 @@ impl ApiClient {
         self.provider
     }
 
+    /// DELETE `path`; a 404 counts as done, since what it names is gone.
+    pub async fn delete(&self, path: &str) -> Result<(), ApiError> {
+        match self
+            .call(Method::DELETE, path, None, Idempotence::Safe)
+            .await
+        {
+            Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// One call, with the retry rules above. `path` starts with `/`.
     pub async fn call(
         &self,

@@ -11,12 +11,12 @@
 //! own, and saves any secret the API returns.
 
 use http::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::client::{ApiClient, Idempotence};
 use super::{
-    Action, CREATE_ROUNDS, Caps, ManageError, Recovered, Registered, Remote, Want, has_secret_for,
-    id_of, persist, strings,
+    Action, CREATE_ROUNDS, Caps, ManageError, Recovered, Registered, Remote, Want, fields,
+    has_secret_for, id_of, persist, strings,
 };
 use crate::store::Store;
 use crate::store::subscriptions::Registration;
@@ -294,12 +294,10 @@ fn secret_in(result: &Value) -> Option<String> {
 }
 
 fn parse_webhook(v: &Value) -> Option<Remote> {
-    let mut extra = Map::new();
-    for k in ["payloadMode", "signingEnabled", "createdAt", "headerNames"] {
-        if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
-            extra.insert(k.to_string(), x.clone());
-        }
-    }
+    let extra = fields(
+        v,
+        &["payloadMode", "signingEnabled", "createdAt", "headerNames"],
+    );
     Some(Remote {
         id: id_of(v, &["id"])?,
         url: v.get("url").and_then(Value::as_str).map(str::to_string),

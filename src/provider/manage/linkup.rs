@@ -9,12 +9,12 @@
 //! never saw gets a fresh one through `rotate-secret`.
 
 use http::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::client::{ApiClient, ApiError, Idempotence};
+use super::client::{ApiClient, Idempotence};
 use super::{
-    Action, CREATE_ROUNDS, Caps, ManageError, Registered, Remote, Want, has_secret_for, id_of,
-    persist, same_events, strings,
+    Action, CREATE_ROUNDS, Caps, ManageError, Registered, Remote, Want, fields, has_secret_for,
+    id_of, persist, same_events, strings,
 };
 use crate::store::Store;
 use crate::store::subscriptions::Registration;
@@ -237,15 +237,8 @@ impl Linkup {
             .collect();
         let mut removed = Vec::new();
         for r in ours {
-            let path = format!("/v2/webhooks/{}", r.id);
-            match self
-                .api
-                .call(Method::DELETE, &path, None, Idempotence::Safe)
-                .await
-            {
-                Ok(_) | Err(ApiError::NotFound { .. }) => removed.push(r.id),
-                Err(e) => return Err(e.into()),
-            }
+            self.api.delete(&format!("/v2/webhooks/{}", r.id)).await?;
+            removed.push(r.id);
         }
         Ok(removed)
     }
@@ -296,18 +289,16 @@ fn parse_webhook(v: &Value) -> Option<Remote> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let mut extra = Map::new();
-    for k in [
-        "account_id",
-        "mode",
-        "signature_enabled",
-        "stream_url",
-        "events_url",
-    ] {
-        if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
-            extra.insert(k.to_string(), x.clone());
-        }
-    }
+    let extra = fields(
+        v,
+        &[
+            "account_id",
+            "mode",
+            "signature_enabled",
+            "stream_url",
+            "events_url",
+        ],
+    );
     Some(Remote {
         id,
         url,

@@ -8,11 +8,11 @@
 //! is `active = false` because v2 has no pause endpoint.
 
 use http::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::client::{ApiClient, ApiError, Idempotence};
+use super::client::{Answer, ApiClient, ApiError, Idempotence};
 use super::{
-    Action, CREATE_ROUNDS, Caps, ManageError, Registered, Remote, Want, id_of, persist,
+    Action, CREATE_ROUNDS, Caps, ManageError, Registered, Remote, Want, fields, id_of, persist,
     same_events, strings,
 };
 use crate::store::Store;
@@ -139,16 +139,7 @@ impl Linq {
         existing: Remote,
         duplicates: &[Remote],
     ) -> Result<Registered, ManageError> {
-        let path = format!("{PATH}/{}", existing.id);
-        let a = self
-            .api
-            .call(
-                Method::PUT,
-                &path,
-                Some(&self.body(true)),
-                Idempotence::Safe,
-            )
-            .await?;
+        let a = self.put(&existing.id, true).await?;
         let remote = answer_subscription(&a.json).unwrap_or_else(|_| Remote {
             events: self.want.events.clone(),
             active: Some(true),
@@ -216,15 +207,8 @@ impl Linq {
     pub async fn unregister(&self, stored_id: Option<&str>) -> Result<Vec<String>, ManageError> {
         let mut removed = Vec::new();
         for r in self.ours(stored_id).await? {
-            let path = format!("{PATH}/{}", r.id);
-            match self
-                .api
-                .call(Method::DELETE, &path, None, Idempotence::Safe)
-                .await
-            {
-                Ok(_) | Err(ApiError::NotFound { .. }) => removed.push(r.id),
-                Err(e) => return Err(e.into()),
-            }
+            self.api.delete(&format!("{PATH}/{}", r.id)).await?;
+            removed.push(r.id);
         }
         Ok(removed)
     }
@@ -245,6 +229,12 @@ impl Linq {
     }
 
     pub async fn set_active(&self, id: &str, active: bool) -> Result<(), ManageError> {
+        self.put(id, active).await?;
+        Ok(())
+    }
+
+    /// Replaces subscription `id` with the full body (v2 has no partial update).
+    async fn put(&self, id: &str, active: bool) -> Result<Answer, ApiError> {
         let path = format!("{PATH}/{id}");
         self.api
             .call(
@@ -253,8 +243,7 @@ impl Linq {
                 Some(&self.body(active)),
                 Idempotence::Safe,
             )
-            .await?;
-        Ok(())
+            .await
     }
 }
 
@@ -267,17 +256,15 @@ fn answer_subscription(v: &Value) -> Result<Remote, ManageError> {
 }
 
 fn parse_subscription(v: &Value) -> Option<Remote> {
-    let mut extra = Map::new();
-    for k in [
-        "version",
-        "secret_configured",
-        "last_delivered_at",
-        "delivery_attempts",
-    ] {
-        if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
-            extra.insert(k.to_string(), x.clone());
-        }
-    }
+    let extra = fields(
+        v,
+        &[
+            "version",
+            "secret_configured",
+            "last_delivered_at",
+            "delivery_attempts",
+        ],
+    );
     Some(Remote {
         id: id_of(v, &["id"])?,
         url: v

@@ -438,6 +438,18 @@ pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The fields `keys` of an object that are present and not null, for
+/// [`Remote::extra`].
+pub(crate) fn fields(v: &Value, keys: &[&str]) -> Map<String, Value> {
+    let mut extra = Map::new();
+    for k in keys {
+        if let Some(x) = v.get(*k).filter(|x| !x.is_null()) {
+            extra.insert(k.to_string(), x.clone());
+        }
+    }
+    extra
+}
+
 /// The id field of an object, whether the provider sends it as text or number.
 pub(crate) fn id_of(v: &Value, keys: &[&str]) -> Option<String> {
     keys.iter().find_map(|k| match v.get(*k) {
