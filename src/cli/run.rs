@@ -79,7 +79,9 @@ async fn serve(path: &Path, cfg: Config) -> anyhow::Result<ExitCode> {
         .await
         .map_err(anyhow::Error::msg)?;
     let addrs: Vec<String> = daemon.push_addrs.iter().map(|a| a.to_string()).collect();
-    let admin = daemon.admin_addr.map_or("off".to_string(), |a| a.to_string());
+    let admin = daemon
+        .admin_addr
+        .map_or("off".to_string(), |a| a.to_string());
     tracing::info!(listen = %addrs.join(","), admin = %admin, "hookd ready");
     let status = format!("listening on {}", addrs.join(" "));
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
