@@ -49,16 +49,23 @@ pub struct Claimed {
     pub body: Vec<u8>,
 }
 
+/// Claims the oldest due deliveries of a handler. The parameters are
+/// written `+?N`: SQLite plans with the values of plain bound parameters
+/// here (the LIMIT, and the handler against the partial indexes), so
+/// rebinding them made it re-parse and re-plan the statement on every claim
+/// — measured as the largest part of a claim. The unary plus keeps the plan
+/// independent of the values and still uses `deliveries_queue`.
+const CLAIM_SQL: &str =
+    "UPDATE deliveries SET status = 'running', attempts = attempts + 1, updated_at = ?2
+     WHERE id IN (SELECT id FROM deliveries
+                  WHERE handler = +?1 AND status IN ('pending', 'failed') AND next_attempt_at <= +?2
+                  ORDER BY next_attempt_at, id LIMIT +?3)
+     RETURNING id";
+
 /// Marks up to `limit` due deliveries of `handler` running and returns them,
 /// oldest due first.
 pub fn claim_due(conn: &Connection, handler: &str, now: i64, limit: usize) -> Result<Vec<Claimed>> {
-    let mut stmt = conn.prepare_cached(
-        "UPDATE deliveries SET status = 'running', attempts = attempts + 1, updated_at = ?2
-         WHERE id IN (SELECT id FROM deliveries
-                      WHERE handler = ?1 AND status IN ('pending', 'failed') AND next_attempt_at <= ?2
-                      ORDER BY next_attempt_at, id LIMIT ?3)
-         RETURNING id",
-    )?;
+    let mut stmt = conn.prepare_cached(CLAIM_SQL)?;
     let ids = stmt
         .query_map(params![handler, now, limit as i64], |r| r.get::<_, i64>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -452,6 +459,30 @@ mod tests {
         assert_eq!((rows[0].status.as_str(), rows[0].attempts), (DEAD, 2));
         assert_eq!(rows[0].last_error.as_deref(), Some("exit 1"));
         assert_eq!(attempts_for_event(&c, ev).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn claiming_does_not_re_prepare_its_statement() {
+        let (c, _) = db_with_event(&["h"]);
+        for (now, limit) in [(2_000, 1), (2_001, 4), (2_002, 1)] {
+            claim_due(&c, "h", now, limit).unwrap();
+        }
+        let stmt = c.prepare_cached(CLAIM_SQL).unwrap();
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+        assert!(stmt.get_status(rusqlite::StatementStatus::Run) >= 3);
+        // And the unary pluses keep the queue index in use.
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {CLAIM_SQL}"))
+            .unwrap()
+            .query_map(params!["h", 1, 1], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("deliveries_queue (handler=? AND next_attempt_at<?)")),
+            "{plan:?}"
+        );
     }
 
     #[test]
