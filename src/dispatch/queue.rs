@@ -423,7 +423,13 @@ impl Dispatcher {
             );
         }
         if !ok {
-            tracing::info!(handler = %h.name, event = c.event, attempt = c.attempt, ?next, "handler run failed: {}", rec.summary);
+            let then = match next {
+                Next::RetryAt(t) => format!("retry at {}", timefmt::format_micros(t)),
+                Next::Dead => "dead".into(),
+                Next::HandBack => "back to the queue".into(),
+                Next::Succeeded => "succeeded".into(),
+            };
+            tracing::info!(handler = %h.name, event = c.event, attempt = c.attempt, next = %then, "handler run failed: {}", rec.summary);
         }
         let rec = Arc::new(rec);
         let waits = [0, 100, 400, 1000, 2000]
