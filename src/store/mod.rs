@@ -76,6 +76,9 @@ pub struct StoreOptions {
     pub queue: usize,
     /// Most jobs committed in one transaction.
     pub max_batch: usize,
+    /// WAL size (bytes) past which it is copied into the database. The WAL
+    /// is trimmed back to four times this when it rewinds.
+    pub checkpoint_at: u64,
 }
 
 impl Default for StoreOptions {
@@ -83,6 +86,7 @@ impl Default for StoreOptions {
         StoreOptions {
             queue: 4096,
             max_batch: 512,
+            checkpoint_at: 4 << 20,
         }
     }
 }
@@ -178,10 +182,12 @@ impl Store {
         let mut conn =
             connect(&path, false).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         schema::migrate(&mut conn)?;
+        let limit = opts.checkpoint_at.saturating_mul(4).min(i64::MAX as u64) as i64;
         conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .and_then(|()| conn.pragma_update(None, "journal_size_limit", limit))
             .map_err(|e| format!("cannot configure {}: {e}", path.display()))?;
-        let checkpointer = checkpoint::Checkpointer::start(&path)?;
-        let writer = writer::Writer::start(conn, path.clone(), opts)?;
+        let checkpointer = checkpoint::Checkpointer::start(&path, opts.checkpoint_at)?;
+        let writer = writer::Writer::start(conn, path.clone(), opts, checkpointer.tail_due())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
@@ -323,6 +329,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 1);
+    }
+
+    /// Under steady writes the WAL must rewind: before the writer finished
+    /// the checkpoints, it grew by everything ever written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn steady_writes_keep_the_wal_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions {
+            checkpoint_at: 256 << 10,
+            ..Default::default()
+        };
+        let store = Store::open(dir.path(), opts).unwrap();
+        store
+            .write(|c| Ok(c.execute_batch("CREATE TABLE blobs (b BLOB)")?))
+            .await
+            .unwrap();
+        let blob = vec![7u8; 16 << 10];
+        let total: usize = 48 << 20;
+        let writers = (0..8).map(|_| {
+            let (store, blob) = (store.clone(), blob.clone());
+            tokio::spawn(async move {
+                for _ in 0..total / blob.len() / 8 {
+                    let b = blob.clone();
+                    store
+                        .write(move |c| Ok(c.execute("INSERT INTO blobs VALUES (?1)", [b])?))
+                        .await
+                        .unwrap();
+                }
+            })
+        });
+        for w in writers.collect::<Vec<_>>() {
+            w.await.unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join("hookd.db-wal"))
+            .unwrap()
+            .len();
+        assert!(
+            wal < total as u64 / 2,
+            "the WAL is {wal} bytes after {total} bytes written"
+        );
     }
 
     #[tokio::test]

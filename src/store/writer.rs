@@ -14,7 +14,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use rusqlite::Connection;
@@ -111,7 +111,12 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection, path: PathBuf, opts: StoreOptions) -> Result<Writer, String> {
+    pub fn start(
+        conn: Connection,
+        path: PathBuf,
+        opts: StoreOptions,
+        tail_due: Arc<AtomicBool>,
+    ) -> Result<Writer, String> {
         let identity = file_identity(&path)
             .ok_or_else(|| format!("cannot stat the database {}", path.display()))?;
         let (tx, rx) = sync_channel::<Box<dyn Job>>(opts.queue.max(1));
@@ -120,7 +125,7 @@ impl Writer {
         let max_batch = opts.max_batch.max(1);
         std::thread::Builder::new()
             .name("hookd-writer".into())
-            .spawn(move || run(conn, path, identity, rx, max_batch, c))
+            .spawn(move || run(conn, path, identity, rx, max_batch, c, tail_due))
             .map_err(|e| format!("cannot start the writer thread: {e}"))?;
         Ok(Writer { tx, counters })
     }
@@ -163,6 +168,7 @@ fn run(
     rx: Receiver<Box<dyn Job>>,
     max_batch: usize,
     counters: Arc<Counters>,
+    tail_due: Arc<AtomicBool>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -217,6 +223,11 @@ fn run(
         }
         for h in held {
             h.deliver(commit.clone());
+        }
+        if tail_due.swap(false, Ordering::Relaxed)
+            && let Err(e) = super::checkpoint::passive(&conn)
+        {
+            tracing::debug!("WAL checkpoint on the writer failed (will retry): {e}");
         }
     }
 }
