@@ -72,16 +72,27 @@ fn run(
     tail_due: &AtomicBool,
     stop: &Receiver<()>,
 ) {
-    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(INTERVAL) {
+    let frame_bytes = conn
+        .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+        .map_or(4096, |p| p + 24);
+    let mut wait = INTERVAL;
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
+        wait = INTERVAL;
         let size = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
         if size < threshold {
             continue;
         }
         // The pass copies what was committed when it started; the writer
-        // has added frames since, so it finishes the job.
+        // has added frames since, so it finishes the job. A WAL that filled
+        // up within one interval is looked at again soon, so that it rewinds
+        // before `journal_size_limit` makes SQLite cut it back (and
+        // allocate it afresh).
         match passive(conn) {
             Ok((log, _)) if log >= TAIL_MIN_FRAMES => {
                 tail_due.store(true, Ordering::Relaxed);
+                if (log * frame_bytes) as u64 >= threshold {
+                    wait = INTERVAL / 10;
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::debug!("WAL checkpoint failed (will retry): {e}"),

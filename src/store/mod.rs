@@ -182,7 +182,7 @@ impl Store {
         let mut conn =
             connect(&path, false).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         schema::migrate(&mut conn)?;
-        let limit = opts.checkpoint_at.saturating_mul(4).min(i64::MAX as u64) as i64;
+        let limit = opts.checkpoint_at.saturating_mul(16).min(i64::MAX as u64) as i64;
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .and_then(|()| conn.pragma_update(None, "journal_size_limit", limit))
             .map_err(|e| format!("cannot configure {}: {e}", path.display()))?;
