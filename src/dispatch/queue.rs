@@ -439,7 +439,10 @@ impl Dispatcher {
             if tries >= 5 && self.inner.stop.is_cancelled() {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            if wait_ms > 0 {
+                // (A zero sleep still waits for the timer's next tick.)
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            }
             let (r, d) = (rec.clone(), c.delivery);
             let now = timefmt::now_micros();
             let chain = (!self.inner.stop.is_cancelled() && want > 0).then(|| h.name.clone());
