@@ -13,10 +13,11 @@
 //! instead of chaining into its own handler's next delivery.
 
 use std::collections::{HashMap, VecDeque};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -266,65 +267,75 @@ impl Dispatcher {
 
     /// A slot runs deliveries back to back: recording one attempt claims
     /// the handler's next due delivery in the same commit. An exec slot
-    /// keeps one delivery claimed ahead, so the commit that records run N
-    /// (and claims N+2) overlaps run N+1 instead of delaying it: the fsync
-    /// is hidden behind the handler's own run time. What is claimed ahead
-    /// but not started when the slot ends is handed back untouched.
+    /// keeps deliveries claimed ahead, and a run never waits for an earlier
+    /// run's record: records go to the writer while the next handler runs,
+    /// so the commit (and its fsync) hides behind the handlers' own run
+    /// time, and several slots' records share one commit. A record is sent
+    /// before the next process is spawned, so the spawn does not delay it.
+    /// What is claimed ahead but not started when the slot ends is handed
+    /// back untouched.
     async fn run_slot(&self, mut h: Arc<HandlerConfig>, first: Claimed) -> Arc<HandlerConfig> {
         let ahead: usize = match h.kind {
-            HandlerKind::Exec => 1,
+            HandlerKind::Exec => 2,
             HandlerKind::Stream => 0,
         };
         let mut queue = VecDeque::from([first]);
-        let mut recording: Option<Pin<Box<dyn Future<Output = Vec<Claimed>> + Send + '_>>> = None;
+        // Records in flight, each with the number of deliveries it claims.
+        let mut records = FuturesOrdered::new();
+        let mut asked = 0usize;
         loop {
             if self.inner.stop.is_cancelled() {
-                if let Some(r) = recording.take() {
-                    queue.extend(r.await);
+                while let Some((_, claimed)) = records.next().await {
+                    queue.extend(claimed);
                 }
                 self.hand_back(std::mem::take(&mut queue)).await;
                 break;
             }
             let Some(c) = queue.pop_front() else {
-                match recording.take() {
-                    Some(r) => {
-                        queue.extend(r.await);
+                match records.next().await {
+                    Some((want, claimed)) => {
+                        asked -= want;
+                        queue.extend(claimed);
                         continue;
                     }
                     None => break,
                 }
             };
-            let run = async {
-                if c.attempt > h.max_attempts {
-                    exhausted(&c)
-                } else {
-                    self.inner.metrics.dispatched(&h.name);
-                    self.attempt(&h, &c).await
+            let rec = {
+                let run = async {
+                    if c.attempt > h.max_attempts {
+                        exhausted(&c)
+                    } else {
+                        self.inner.metrics.dispatched(&h.name);
+                        self.attempt(&h, &c).await
+                    }
+                };
+                tokio::pin!(run);
+                loop {
+                    tokio::select! {
+                        biased;
+                        Some((want, claimed)) = records.next(), if !records.is_empty() => {
+                            asked -= want;
+                            queue.extend(claimed);
+                        }
+                        rec = &mut run => break rec,
+                    }
                 }
             };
-            let previous = async {
-                match recording.take() {
-                    Some(r) => r.await,
-                    None => Vec::new(),
-                }
-            };
-            let (rec, claimed) = tokio::join!(run, previous);
-            queue.extend(claimed);
             // The config may have been reloaded meanwhile.
             let want = match self.inner.runtime.load().config.handler(&h.name) {
                 Some(latest) => {
                     h = Arc::new(latest.clone());
-                    (1 + ahead).saturating_sub(queue.len())
+                    (1 + ahead).saturating_sub(queue.len() + asked)
                 }
                 None => {
                     self.hand_back(std::mem::take(&mut queue)).await;
                     0
                 }
             };
+            asked += want;
             let hh = h.clone();
-            recording = Some(Box::pin(
-                async move { self.record(&hh, &c, rec, want).await },
-            ));
+            records.push_back(async move { (want, self.record(&hh, &c, rec, want).await) });
         }
         h
     }
@@ -450,7 +461,7 @@ impl Dispatcher {
             let result = self
                 .inner
                 .store
-                .write(move |conn| {
+                .write_lazy(move |conn| {
                     deliveries::finish(conn, d, &r, next, now)?;
                     let Some(name) = chain else {
                         return Ok(Vec::new());

@@ -211,7 +211,18 @@ impl Store {
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.inner.writer.submit(f).await
+        self.inner.writer.submit(false, f).await
+    }
+
+    /// Like [`Store::write`], for work whose caller is not waiting on the
+    /// latency (a handler's attempt record): the writer may hold it up to a
+    /// millisecond so that several share one commit and its fsync.
+    pub async fn write_lazy<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.inner.writer.submit(true, f).await
     }
 
     /// Runs `f` on a read connection on the blocking pool.

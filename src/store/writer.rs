@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -24,6 +25,8 @@ use super::{StoreError, StoreOptions};
 
 /// A unit of work: run against the open transaction, then hear the commit.
 trait Job: Send {
+    /// Whether the job may wait a little for company (see [`LINGER`]).
+    fn lazy(&self) -> bool;
     fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Deliver>;
     fn abort(self: Box<Self>, err: StoreError);
 }
@@ -35,6 +38,7 @@ trait Deliver: Send {
 
 struct ClosureJob<F, R> {
     f: F,
+    lazy: bool,
     reply: oneshot::Sender<Result<R, StoreError>>,
 }
 
@@ -48,6 +52,9 @@ where
     F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     R: Send + 'static,
 {
+    fn lazy(&self) -> bool {
+        self.lazy
+    }
     fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Deliver> {
         let result = in_savepoint(conn, self.f);
         Box::new(Held {
@@ -130,13 +137,13 @@ impl Writer {
         Ok(Writer { tx, counters })
     }
 
-    pub async fn submit<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub async fn submit<R, F>(&self, lazy: bool, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Box::new(ClosureJob { f, reply })) {
+        match self.tx.try_send(Box::new(ClosureJob { f, lazy, reply })) {
             Ok(()) => {
                 self.counters.queued.fetch_add(1, Ordering::Relaxed);
             }
@@ -157,6 +164,43 @@ impl Writer {
     }
 }
 
+/// How long a batch of only lazy jobs may wait for more jobs to share its
+/// commit (PostgreSQL's `commit_delay`, for work nobody waits on).
+const LINGER: Duration = Duration::from_millis(1);
+/// Lazy jobs that are company enough to commit at once.
+const LAZY_ENOUGH: usize = 8;
+
+/// Takes `first` and every job already waiting (up to `max_batch`). A batch
+/// of lazy jobs only also waits up to [`LINGER`] for more; any eager job
+/// ends the wait.
+fn gather(rx: &Receiver<Box<dyn Job>>, first: Box<dyn Job>, max_batch: usize) -> Vec<Box<dyn Job>> {
+    let deadline = Instant::now() + LINGER;
+    let mut lazy = first.lazy();
+    let mut batch = vec![first];
+    loop {
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => {
+                    lazy &= j.lazy();
+                    batch.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let now = Instant::now();
+        if !lazy || batch.len() >= max_batch.min(LAZY_ENOUGH) || now >= deadline {
+            return batch;
+        }
+        match rx.recv_timeout(deadline - now) {
+            Ok(j) => {
+                lazy &= j.lazy();
+                batch.push(j);
+            }
+            Err(_) => return batch,
+        }
+    }
+}
+
 fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
@@ -171,13 +215,7 @@ fn run(
     tail_due: Arc<AtomicBool>,
 ) {
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
+        let batch = gather(&rx, first, max_batch);
         let n = batch.len() as u64;
         counters.queued.fetch_sub(n, Ordering::Relaxed);
         counters.jobs.fetch_add(n, Ordering::Relaxed);
@@ -229,5 +267,53 @@ fn run(
         {
             tracing::debug!("WAL checkpoint on the writer failed (will retry): {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake(bool);
+    impl Job for Fake {
+        fn lazy(&self) -> bool {
+            self.0
+        }
+        fn run(self: Box<Self>, _: &Connection) -> Box<dyn Deliver> {
+            unreachable!()
+        }
+        fn abort(self: Box<Self>, _: StoreError) {}
+    }
+
+    fn job(lazy: bool) -> Box<dyn Job> {
+        Box::new(Fake(lazy))
+    }
+
+    #[test]
+    fn lazy_jobs_wait_for_company_and_an_eager_one_ends_the_wait() {
+        let (tx, rx) = sync_channel(16);
+        let started = Instant::now();
+        let alone = gather(&rx, job(true), 512);
+        assert_eq!(alone.len(), 1);
+        assert!(started.elapsed() >= LINGER, "a lone lazy job waits");
+
+        // Lazy jobs already queued join the batch.
+        for _ in 0..3 {
+            tx.send(job(true)).unwrap();
+        }
+        assert_eq!(gather(&rx, job(true), 512).len(), 4);
+
+        // Enough lazy company, or one eager job, commits at once.
+        for _ in 0..LAZY_ENOUGH {
+            tx.send(job(true)).unwrap();
+        }
+        tx.send(job(false)).unwrap();
+        let batch = gather(&rx, job(true), 512);
+        assert_eq!(batch.len(), LAZY_ENOUGH + 2);
+        // The batch cap still holds.
+        for _ in 0..5 {
+            tx.send(job(false)).unwrap();
+        }
+        assert_eq!(gather(&rx, job(false), 3).len(), 3);
     }
 }
