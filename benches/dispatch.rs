@@ -1,8 +1,9 @@
 //! Dispatch benchmarks, each with a baseline measured in the same run:
 //!
-//! 1. exec: N stored events to a `/bin/true` handler (concurrency 4, every
-//!    attempt recorded in SQLite) vs spawning `/bin/true` N times with 4 at
-//!    once, no hookd.
+//! 1. exec: N stored events to a `/bin/true` handler (every attempt
+//!    recorded in SQLite) vs spawning `/bin/true` N times in a tight loop, no
+//!    hookd — once one at a time (concurrency 1, the loop as written) and
+//!    once with 4 at once on both sides (concurrency 4, 4 looping threads).
 //! 2. stream: N stored events through one python3 stream handler vs piping
 //!    the same NDJSON through the same script directly.
 //! 3. latency: signed pushes at a steady rate to a `/bin/true` exec handler;
@@ -127,8 +128,8 @@ fn drain(dir: &Path, handler: &str, n: usize) -> f64 {
     secs
 }
 
-/// hookd's exec runner without the queue or the store: 4 tasks, `per` runs each.
-fn runner_alone(per: usize) -> f64 {
+/// hookd's exec runner without the queue or the store: `tasks` tasks, `per` runs each.
+fn runner_alone(tasks: usize, per: usize) -> f64 {
     use hookd::dispatch::exec::{ExecSpec, run};
     let spec = Arc::new(ExecSpec {
         command: vec!["/bin/true".into()],
@@ -141,7 +142,7 @@ fn runner_alone(per: usize) -> f64 {
     let rt = runtime(2);
     let t = Instant::now();
     rt.block_on(async {
-        let tasks: Vec<_> = (0..4)
+        let tasks: Vec<_> = (0..tasks)
             .map(|_| {
                 let spec = spec.clone();
                 tokio::spawn(async move {
@@ -159,22 +160,11 @@ fn runner_alone(per: usize) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-fn exec_bench(n: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    preload(dir.path(), n, "t");
-    let hookd_s = drain(
-        dir.path(),
-        "[[handler]]\nname = \"t\"\ncommand = [\"/bin/true\"]\nconcurrency = 4\n",
-        n,
-    );
-    let attempts: i64 = rusqlite::Connection::open(dir.path().join("state/hookd.db"))
-        .unwrap()
-        .query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0))
-        .unwrap();
-
+/// The baseline: `threads` OS threads, each spawning `/bin/true` `per`
+/// times in a tight loop and waiting for it.
+fn spawn_loop(threads: usize, per: usize) -> f64 {
     let t = Instant::now();
-    let per = n.div_ceil(4);
-    let threads: Vec<_> = (0..4)
+    let threads: Vec<_> = (0..threads)
         .map(|_| {
             std::thread::spawn(move || {
                 (0..per)
@@ -183,14 +173,32 @@ fn exec_bench(n: usize) {
         })
         .collect();
     threads.into_iter().for_each(|t| t.join().unwrap());
-    let base_s = t.elapsed().as_secs_f64();
-    let runner_s = runner_alone(per);
-    let (h, b) = (n as f64 / hookd_s, (per * 4) as f64 / base_s);
-    println!("exec dispatch: {n} events to /bin/true, concurrency 4");
-    println!("  spawn loop (baseline): {b:>9.0} runs/s");
+    t.elapsed().as_secs_f64()
+}
+
+/// Exec dispatch at `conc`: the handler's `concurrency` and the baseline's
+/// number of spawning threads are the same.
+fn exec_bench(n: usize, conc: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    preload(dir.path(), n, "t");
+    let hookd_s = drain(
+        dir.path(),
+        &format!("[[handler]]\nname = \"t\"\ncommand = [\"/bin/true\"]\nconcurrency = {conc}\n"),
+        n,
+    );
+    let attempts: i64 = rusqlite::Connection::open(dir.path().join("state/hookd.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0))
+        .unwrap();
+    let per = n.div_ceil(conc);
+    let base_s = spawn_loop(conc, per);
+    let runner_s = runner_alone(conc, per);
+    let (h, b) = (n as f64 / hookd_s, (per * conc) as f64 / base_s);
+    println!("exec dispatch: {n} events to /bin/true, concurrency {conc}");
+    println!("  spawn loop (baseline): {b:>9.0} runs/s ({conc} thread(s))");
     println!(
         "  runner alone, no store: {:>8.0} runs/s (pipes, process group, async wait; for the split)",
-        (per * 4) as f64 / runner_s
+        (per * conc) as f64 / runner_s
     );
     println!("  hookd dispatch       : {h:>9.0} runs/s ({attempts} attempts recorded)");
     println!("  ratio                : {:>9.2}", h / b);
@@ -332,7 +340,9 @@ fn main() {
     let which = std::env::var("HOOKD_BENCH_ONLY").unwrap_or_default();
     let on = |name: &str| which.is_empty() || which == name;
     if on("exec") {
-        exec_bench(env_num("HOOKD_BENCH_N", 2000) as usize);
+        let n = env_num("HOOKD_BENCH_N", 2000) as usize;
+        exec_bench(n, 1);
+        exec_bench(n, 4);
     }
     if on("stream") {
         stream_bench(env_num("HOOKD_BENCH_STREAM_N", 100_000) as usize);
