@@ -978,7 +978,13 @@ fn token_scheme() {
         run(&tk, &h, BODY, from_ref(&other), TS),
         Err(Rejection::NoMatch)
     );
+    // The scheme word is case-insensitive (RFC 9110 §11.1); the token is not.
+    for value in ["bearer tok_123", "BEARER tok_123"] {
+        let h = headers(&[("Authorization", value)]);
+        assert!(run(&tk, &h, BODY, from_ref(&k), TS).is_ok(), "{value}");
+    }
     for (value, want) in [
+        ("Bearer TOK_123", "bad_signature"),
         ("Bearer tok_12", "bad_signature"),
         ("Bearer tok_1234", "bad_signature"),
         ("Basic tok_123", "malformed_signature"),

@@ -1,5 +1,6 @@
 //! The `token` scheme: the shared secret itself travels in a header
-//! (optionally after a prefix such as `Bearer `). Compared in constant time;
+//! (optionally after a prefix such as `Bearer `, matched ignoring ASCII
+//! case). The token is compared in constant time;
 //! only the length can leak, which the spec accepts.
 
 use http::{HeaderName, HeaderValue};
@@ -26,12 +27,12 @@ pub(super) fn verify(
 ) -> Result<usize, Rejection> {
     let value = headers::single(req.headers, header)?;
     let token = match prefix {
-        Some(p) => value
-            .strip_prefix(p.as_bytes())
-            .ok_or_else(|| Rejection::Malformed {
+        Some(p) => {
+            strip_prefix_any_case(value, p.as_bytes()).ok_or_else(|| Rejection::Malformed {
                 header: header.as_str().to_string(),
                 detail: "value does not start with the expected prefix".to_string(),
-            })?,
+            })?
+        }
         None => value,
     };
     for (i, key) in keys.iter().enumerate() {
@@ -40,6 +41,14 @@ pub(super) fn verify(
         }
     }
     Err(Rejection::NoMatch)
+}
+
+/// The prefix is matched ignoring ASCII case: it is usually an HTTP
+/// authentication scheme (`Bearer `), which RFC 9110 §11.1 makes
+/// case-insensitive. The token after it is compared exactly.
+fn strip_prefix_any_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let (head, rest) = value.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
 
 pub(super) fn sign(
