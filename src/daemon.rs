@@ -28,7 +28,7 @@ use crate::server::{self, Limits};
 use crate::source::ingest::Ingest;
 use crate::source::pull::{self, PullCtx, PullSources};
 use crate::source::push;
-use crate::store::{Store, StoreOptions, events, subscriptions};
+use crate::store::{Store, StoreOptions, deliveries, events, subscriptions};
 use crate::timefmt;
 
 /// How the daemon gets its push listeners.
@@ -228,6 +228,12 @@ impl Daemon {
 
         let dispatcher = Dispatcher::new(store.clone(), metrics.clone(), runtime.clone(), wake);
         other_tasks.spawn(dispatcher.clone().run());
+        let (s, c) = (store.clone(), cfg.clone());
+        other_tasks.spawn(async move {
+            for note in unknown_handler_notes(&s, &c).await {
+                tracing::warn!("{note}");
+            }
+        });
         let background_stop = CancellationToken::new();
         other_tasks.spawn(prune_loop(
             store.clone(),
@@ -288,6 +294,7 @@ impl Daemon {
             tracing::info!("no longer listening on {}", l.bound);
         }
         tokio::spawn(PushListeners::drain(gone));
+        notes.extend(unknown_handler_notes(&self.store, &cfg).await);
         Ok(notes)
     }
 
@@ -318,6 +325,38 @@ impl Daemon {
     /// Handler runs going on now.
     pub fn running_handlers(&self) -> usize {
         self.dispatcher.running()
+    }
+}
+
+/// One line per handler that has deliveries waiting but is not in `config`
+/// (removed or renamed): they stay pending, untouched, and run again if a
+/// handler of that name comes back. Said at start and on every reload so
+/// the backlog does not sit there unnoticed.
+async fn unknown_handler_notes(store: &Store, config: &Config) -> Vec<String> {
+    const CAP: i64 = 1_000_000;
+    let names: Vec<String> = config.handlers.iter().map(|h| h.name.clone()).collect();
+    let found = store
+        .read(move |c| {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            deliveries::waiting_for_unknown(c, &names, CAP)
+        })
+        .await;
+    match found {
+        Ok(list) => list
+            .into_iter()
+            .map(|(h, n)| {
+                let n = if n >= CAP {
+                    format!("{CAP} or more")
+                } else {
+                    n.to_string()
+                };
+                format!(
+                    "{n} deliveries wait for handler `{h}`, which is not in the config; \
+                     they stay pending and run if a handler named `{h}` comes back"
+                )
+            })
+            .collect(),
+        Err(e) => vec![format!("cannot check the queue for removed handlers: {e}")],
     }
 }
 

@@ -95,6 +95,52 @@ async fn serves_on_a_socket_passed_by_systemd() {
     assert!(child.wait().unwrap().success());
 }
 
+/// Deliveries left waiting for a handler that was removed from the config
+/// are named in the log, on reload and at the next start.
+#[tokio::test]
+async fn waiting_work_of_a_removed_handler_is_reported_on_reload_and_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = script(dir.path(), "fail.sh", "#!/bin/sh\nexit 1\n");
+    let gone = format!(
+        "[[handler]]\nname = \"gone\"\ncommand = [\"{}\"]\nbackoff = {{ initial = \"1h\", max = \"1h\" }}\n\n",
+        failing.display()
+    );
+    let keep = handler_writing_to(dir.path(), "keep", "*");
+    let source = generic_source("s", "k");
+    let cfg = write_config(dir.path(), &format!("{source}{gone}{keep}"));
+    let mut p = Proc::spawn(&cfg, &[]);
+    let c = reqwest::Client::new();
+    for id in ["e1", "e2"] {
+        let body = format!(r#"{{"id":"{id}","type":"t"}}"#);
+        post_signed(&c, &p.url("/hooks/s"), "k", &body).await;
+    }
+    let failed = "SELECT COUNT(*) FROM deliveries WHERE handler = 'gone' AND status = 'failed'";
+    eventually(Duration::from_secs(10), || {
+        let n: i64 = state_db(dir.path())
+            .query_row(failed, [], |r| r.get(0))
+            .unwrap();
+        (n == 2).then_some(())
+    })
+    .await;
+    let said = "2 deliveries wait for handler `gone`, which is not in the config";
+    assert!(!p.stderr().contains(said));
+
+    write_config(dir.path(), &format!("{source}{keep}"));
+    p.signal(libc::SIGHUP);
+    p.wait_for("RELOADING=1");
+    p.wait_for("READY=1");
+    assert!(p.stderr().contains(said), "{}", p.stderr());
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait(Duration::from_secs(20)), Some(0));
+
+    let p = Proc::spawn(&cfg, &[]);
+    eventually(Duration::from_secs(10), || {
+        p.stderr().contains(said).then_some(())
+    })
+    .await;
+    p.kill();
+}
+
 #[tokio::test]
 async fn sighup_adds_a_handler_and_a_broken_file_keeps_the_old_config() {
     let dir = tempfile::tempdir().unwrap();

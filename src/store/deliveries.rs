@@ -266,6 +266,39 @@ pub fn queue_depth(conn: &Connection, now: i64) -> Result<(i64, i64)> {
     Ok((waiting + running, oldest.map_or(0, |t| now - t)))
 }
 
+/// Handlers not in `configured` that still have deliveries waiting (pending
+/// or failed), with how many. Walks the distinct handler names of the
+/// queue index one seek at a time, so it costs one lookup per handler
+/// rather than a scan of the backlog; a count stops at `cap`.
+pub fn waiting_for_unknown(
+    conn: &Connection,
+    configured: &[&str],
+    cap: i64,
+) -> Result<Vec<(String, i64)>> {
+    let mut next = conn.prepare_cached(
+        "SELECT handler FROM deliveries
+         WHERE status IN ('pending', 'failed') AND handler > ?1
+         ORDER BY handler LIMIT 1",
+    )?;
+    let mut count = conn.prepare_cached(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+         WHERE status IN ('pending', 'failed') AND handler = ?1 LIMIT ?2)",
+    )?;
+    let mut out = Vec::new();
+    let mut after = String::new();
+    while let Some(h) = next
+        .query_row([&after], |r| r.get::<_, String>(0))
+        .optional()?
+    {
+        if !configured.contains(&h.as_str()) {
+            let n = count.query_row(params![h, cap], |r| r.get(0))?;
+            out.push((h.clone(), n));
+        }
+        after = h;
+    }
+    Ok(out)
+}
+
 /// One delivery as listed (`hookd deliveries`). Field names are the `--json` contract.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct DeliveryRow {
@@ -420,6 +453,51 @@ mod tests {
             summary: "exit 1".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn waiting_deliveries_of_unknown_handlers_are_found_and_counted() {
+        let (c, _) = db_with_event(&["a", "gone", "old"]);
+        for id in ["e2", "e3"] {
+            events::insert(&c, &events::tests::event("s", id, &["a", "gone"])).unwrap();
+        }
+        // Finished work is not waiting: `old` has nothing left.
+        let old = claim_due(&c, "old", 2_000, 10).unwrap();
+        finish(
+            &c,
+            old[0].delivery,
+            &AttemptRecord {
+                attempt: 1,
+                outcome: "ok".into(),
+                ..Default::default()
+            },
+            Next::Succeeded,
+            3_000,
+        )
+        .unwrap();
+        assert_eq!(
+            waiting_for_unknown(&c, &["a"], 100).unwrap(),
+            [("gone".to_string(), 3)]
+        );
+        assert_eq!(
+            waiting_for_unknown(&c, &["a"], 2).unwrap(),
+            [("gone".to_string(), 2)],
+            "the count stops at the cap"
+        );
+        assert!(
+            waiting_for_unknown(&c, &["a", "gone"], 100)
+                .unwrap()
+                .is_empty()
+        );
+        let plan: String = c
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT handler FROM deliveries
+                 WHERE status IN ('pending', 'failed') AND handler > '' ORDER BY handler LIMIT 1",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("deliveries_queue"), "{plan}");
     }
 
     #[test]
