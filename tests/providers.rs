@@ -788,3 +788,49 @@ fn register_auto_at_run_start_and_the_secret_is_used_at_once() {
     assert_eq!(sim.linkup_webhooks().len(), 1);
     assert_eq!(sim.calls(Method::POST, "/v2/webhooks").len(), 1);
 }
+
+/// A `register = "auto"` source added by a reload is registered then; a
+/// second reload only finds it again (no duplicate).
+#[test]
+fn register_auto_runs_again_after_a_reload() {
+    let sim = Simulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_cfg(dir.path(), &linq_src(&sim, ""));
+    let mut p = Proc::spawn(&cfg, &[]);
+    sim.route_public(PUBLIC, &format!("http://{}", p.addr));
+    assert!(sim.linkup_webhooks().is_empty());
+
+    let wait_log = |p: &Proc, what: &str| {
+        let deadline = std::time::Instant::now() + LONG;
+        while !p.stderr().contains(what) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what:?}; stderr: {}",
+                p.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    write_cfg(
+        dir.path(),
+        &format!(
+            "{}{}",
+            linq_src(&sim, ""),
+            linkup_src(&sim, "register = \"auto\"")
+        ),
+    );
+    p.signal(libc::SIGHUP);
+    p.wait_for("RELOADING=1");
+    p.wait_for("READY=1");
+    wait_log(&p, "created LinkUp subscription");
+    assert_eq!(sim.linkup_webhooks().len(), 1);
+
+    p.signal(libc::SIGHUP);
+    p.wait_for("RELOADING=1");
+    p.wait_for("READY=1");
+    wait_log(&p, "reused LinkUp subscription");
+    assert_eq!(sim.linkup_webhooks().len(), 1);
+    assert_eq!(sim.calls(Method::POST, "/v2/webhooks").len(), 1);
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait(LONG), Some(0));
+}

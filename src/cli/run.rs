@@ -90,25 +90,19 @@ async fn serve(path: &Path, cfg: Config) -> anyhow::Result<ExitCode> {
     let status_task = tokio::spawn(status_line(daemon.metrics.clone(), status));
     // `register = "auto"` sources: after ready, so a provider's first
     // delivery finds us listening; failures are logged, never fatal.
-    let auto_register = {
-        let (cfg, store, runtime) = (
-            daemon.runtime.load().config.clone(),
-            daemon.store.clone(),
-            daemon.runtime.clone(),
-        );
-        let registered = daemon.pull.registered();
-        tokio::spawn(async move {
-            crate::provider::manage::auto::register_auto(&cfg, &store, &runtime).await;
-            // SSE/poll sources waiting for their webhook id look again.
-            registered.notify();
-        })
-    };
+    let mut auto_register = register_auto(&daemon, tokio::spawn(async {}));
 
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(path, &daemon).await,
+            _ = hup.recv() => {
+                if reload(path, &daemon).await {
+                    // The reloaded config's auto sources (registration is
+                    // idempotent: an unchanged one is only looked up).
+                    auto_register = register_auto(&daemon, auto_register);
+                }
+            }
         }
     }
     tracing::info!("stopping: no new requests; waiting for running handlers");
@@ -123,7 +117,29 @@ async fn serve(path: &Path, cfg: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn reload(path: &Path, daemon: &Daemon) {
+/// Registers the running config's `register = "auto"` sources in the
+/// background, after `previous` (an earlier run) finished, so two runs never
+/// race to create the same subscription.
+fn register_auto(
+    daemon: &Daemon,
+    previous: tokio::task::JoinHandle<()>,
+) -> tokio::task::JoinHandle<()> {
+    let (cfg, store, runtime) = (
+        daemon.runtime.load().config.clone(),
+        daemon.store.clone(),
+        daemon.runtime.clone(),
+    );
+    let registered = daemon.pull.registered();
+    tokio::spawn(async move {
+        let _ = previous.await;
+        crate::provider::manage::auto::register_auto(&cfg, &store, &runtime).await;
+        // SSE/poll sources waiting for their webhook id look again.
+        registered.notify();
+    })
+}
+
+/// Re-reads the config and swaps it in; true when the new one runs.
+async fn reload(path: &Path, daemon: &Daemon) -> bool {
     let stamp = NotifyState::monotonic_usec_now().ok();
     let mut states = vec![NotifyState::Reloading];
     states.extend(stamp);
@@ -139,6 +155,8 @@ async fn reload(path: &Path, daemon: &Daemon) {
                         tracing::warn!("{n}");
                     }
                     tracing::info!("config reloaded from {}", path.display());
+                    notify(&[NotifyState::Ready]);
+                    return true;
                 }
                 Err(e) => tracing::error!("config not reloaded, keeping the running one: {e}"),
             }
@@ -146,6 +164,7 @@ async fn reload(path: &Path, daemon: &Daemon) {
         Err(e) => tracing::error!("config not reloaded, keeping the running one: {e}"),
     }
     notify(&[NotifyState::Ready]);
+    false
 }
 
 /// Pings the watchdog at half its interval, but only while the store still

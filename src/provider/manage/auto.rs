@@ -1,4 +1,5 @@
-//! `register = "auto"`: `hookd run` registers those sources when it starts.
+//! `register = "auto"`: `hookd run` registers those sources when it starts
+//! and again after each successful reload (SIGHUP).
 //!
 //! It runs once the listeners are up (so a provider that tests the URL at
 //! once reaches us), never blocks readiness, and only logs failures: a
