@@ -141,6 +141,66 @@ async fn waiting_work_of_a_removed_handler_is_reported_on_reload_and_start() {
     p.kill();
 }
 
+/// A handler removed by a reload starts nothing more: its running attempt
+/// finishes and is recorded, what its slot had claimed ahead goes back to
+/// pending untouched.
+#[tokio::test]
+async fn a_handler_removed_by_reload_stops_after_its_running_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = script(
+        dir.path(),
+        "slow.sh",
+        "#!/bin/sh\necho \"$HOOKD_EVENT_ID\" >> slow.log\nsleep 0.3\n",
+    );
+    let h = format!(
+        "[[handler]]\nname = \"h\"\nconcurrency = 1\ncommand = [\"{}\"]\nworking_dir = \"{}\"\n\n",
+        slow.display(),
+        dir.path().display()
+    );
+    let source = generic_source("s", "k");
+    let cfg = write_config(dir.path(), &format!("{source}{h}"));
+    let mut p = Proc::spawn(&cfg, &[]);
+    let c = reqwest::Client::new();
+    for i in 0..10 {
+        let body = format!(r#"{{"id":"e{i}","type":"t"}}"#);
+        post_signed(&c, &p.url("/hooks/s"), "k", &body).await;
+    }
+    eventually(Duration::from_secs(10), || {
+        (!lines(&dir.path().join("slow.log")).is_empty()).then_some(())
+    })
+    .await;
+    write_config(dir.path(), &source);
+    p.signal(libc::SIGHUP);
+    p.wait_for("RELOADING=1");
+    p.wait_for("READY=1");
+    let db = state_db(dir.path());
+    let count = |status: &str| -> i64 {
+        db.query_row(
+            "SELECT COUNT(*) FROM deliveries WHERE handler = 'h' AND status = ?1",
+            [status],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    eventually(Duration::from_secs(10), || {
+        (count("running") == 0).then_some(())
+    })
+    .await;
+    let (ran, done, pending) = (
+        lines(&dir.path().join("slow.log")).len() as i64,
+        count("succeeded"),
+        count("pending"),
+    );
+    assert_eq!(ran, done, "every started run was recorded");
+    assert_eq!(done + pending, 10);
+    assert!(
+        pending >= 7,
+        "runs kept starting after the reload: {ran} ran"
+    );
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait(Duration::from_secs(20)), Some(0));
+}
+
 #[tokio::test]
 async fn sighup_adds_a_handler_and_a_broken_file_keeps_the_old_config() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,8 @@
 //! instead of chaining into its own handler's next delivery.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -279,63 +281,54 @@ impl Dispatcher {
             HandlerKind::Exec => 2,
             HandlerKind::Stream => 0,
         };
-        let mut queue = VecDeque::from([first]);
-        // Records in flight, each with the number of deliveries it claims.
-        let mut records = FuturesOrdered::new();
-        let mut asked = 0usize;
+        let mut slot = Slot {
+            queue: VecDeque::from([first]),
+            records: FuturesOrdered::new(),
+            asked: 0,
+        };
+        let mut removed = false;
         loop {
-            if self.inner.stop.is_cancelled() {
-                while let Some((_, claimed)) = records.next().await {
-                    queue.extend(claimed);
+            if self.inner.stop.is_cancelled() || removed {
+                while let Some(done) = slot.records.next().await {
+                    slot.absorb(done);
                 }
-                self.hand_back(std::mem::take(&mut queue)).await;
+                self.hand_back(std::mem::take(&mut slot.queue)).await;
                 break;
             }
-            let Some(c) = queue.pop_front() else {
-                match records.next().await {
-                    Some((want, claimed)) => {
-                        asked -= want;
-                        queue.extend(claimed);
+            let Some(c) = slot.queue.pop_front() else {
+                match slot.records.next().await {
+                    Some(done) => {
+                        slot.absorb(done);
                         continue;
                     }
                     None => break,
                 }
             };
-            let rec = {
-                let run = async {
-                    if c.attempt > h.max_attempts {
-                        exhausted(&c)
-                    } else {
-                        self.inner.metrics.dispatched(&h.name);
-                        self.attempt(&h, &c).await
-                    }
-                };
-                tokio::pin!(run);
-                loop {
-                    tokio::select! {
-                        biased;
-                        Some((want, claimed)) = records.next(), if !records.is_empty() => {
-                            asked -= want;
-                            queue.extend(claimed);
-                        }
-                        rec = &mut run => break rec,
-                    }
+            let run = async {
+                if c.attempt > h.max_attempts {
+                    exhausted(&c)
+                } else {
+                    self.inner.metrics.dispatched(&h.name);
+                    self.attempt(&h, &c).await
                 }
             };
+            let rec = slot.run_beside_records(run).await;
             // The config may have been reloaded meanwhile.
             let want = match self.inner.runtime.load().config.handler(&h.name) {
                 Some(latest) => {
                     h = Arc::new(latest.clone());
-                    (1 + ahead).saturating_sub(queue.len() + asked)
+                    (1 + ahead).saturating_sub(slot.queue.len() + slot.asked)
                 }
                 None => {
-                    self.hand_back(std::mem::take(&mut queue)).await;
+                    removed = true;
                     0
                 }
             };
-            asked += want;
+            slot.asked += want;
             let hh = h.clone();
-            records.push_back(async move { (want, self.record(&hh, &c, rec, want).await) });
+            slot.records.push_back(Box::pin(async move {
+                (want, self.record(&hh, &c, rec, want).await)
+            }));
         }
         h
     }
@@ -593,6 +586,38 @@ impl Dispatcher {
 }
 
 /// Handlers (of `names`) that have a delivery due at `now`: one index probe each.
+/// A record in flight: how many deliveries it asked for, and what it claimed.
+type Record<'a> = Pin<Box<dyn Future<Output = (usize, Vec<Claimed>)> + Send + 'a>>;
+
+/// One slot's deliveries claimed ahead and its attempt records in flight.
+struct Slot<'a> {
+    queue: VecDeque<Claimed>,
+    records: FuturesOrdered<Record<'a>>,
+    /// Deliveries asked for by records still in flight.
+    asked: usize,
+}
+
+impl Slot<'_> {
+    /// Takes in what a finished record claimed.
+    fn absorb(&mut self, (want, claimed): (usize, Vec<Claimed>)) {
+        self.asked -= want;
+        self.queue.extend(claimed);
+    }
+
+    /// Awaits `run` while records finish beside it. Records come first, so
+    /// the one just queued reaches the writer before the handler spawns.
+    async fn run_beside_records<T>(&mut self, run: impl Future<Output = T>) -> T {
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                biased;
+                Some(done) = self.records.next(), if !self.records.is_empty() => self.absorb(done),
+                out = &mut run => return out,
+            }
+        }
+    }
+}
+
 fn handlers_with_due_work(
     c: &rusqlite::Connection,
     names: &[String],
