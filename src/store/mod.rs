@@ -77,7 +77,7 @@ pub struct StoreOptions {
     /// Most jobs committed in one transaction.
     pub max_batch: usize,
     /// WAL size (bytes) past which it is copied into the database. The WAL
-    /// is trimmed back to four times this when it rewinds.
+    /// is trimmed back to 16 times this when it rewinds.
     pub checkpoint_at: u64,
 }
 

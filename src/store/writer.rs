@@ -177,28 +177,24 @@ fn gather(rx: &Receiver<Box<dyn Job>>, first: Box<dyn Job>, max_batch: usize) ->
     let deadline = Instant::now() + LINGER;
     let mut lazy = first.lazy();
     let mut batch = vec![first];
-    loop {
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(j) => {
-                    lazy &= j.lazy();
-                    batch.push(j);
+    while batch.len() < max_batch {
+        let next = match rx.try_recv() {
+            Ok(j) => j,
+            Err(_) => {
+                let now = Instant::now();
+                if !lazy || batch.len() >= LAZY_ENOUGH || now >= deadline {
+                    break;
                 }
-                Err(_) => break,
+                match rx.recv_timeout(deadline - now) {
+                    Ok(j) => j,
+                    Err(_) => break,
+                }
             }
-        }
-        let now = Instant::now();
-        if !lazy || batch.len() >= max_batch.min(LAZY_ENOUGH) || now >= deadline {
-            return batch;
-        }
-        match rx.recv_timeout(deadline - now) {
-            Ok(j) => {
-                lazy &= j.lazy();
-                batch.push(j);
-            }
-            Err(_) => return batch,
-        }
+        };
+        lazy &= next.lazy();
+        batch.push(next);
     }
+    batch
 }
 
 fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
