@@ -336,10 +336,7 @@ async fn unknown_handler_notes(store: &Store, config: &Config) -> Vec<String> {
     const CAP: i64 = 1_000_000;
     let names: Vec<String> = config.handlers.iter().map(|h| h.name.clone()).collect();
     let found = store
-        .read(move |c| {
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            deliveries::waiting_for_unknown(c, &names, CAP)
-        })
+        .read(move |c| deliveries::waiting_for_unknown(c, &names, CAP))
         .await;
     match found {
         Ok(list) => list

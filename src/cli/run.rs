@@ -90,7 +90,7 @@ async fn serve(path: &Path, cfg: Config) -> anyhow::Result<ExitCode> {
     let status_task = tokio::spawn(status_line(daemon.metrics.clone(), status));
     // `register = "auto"` sources: after ready, so a provider's first
     // delivery finds us listening; failures are logged, never fatal.
-    let mut auto_register = register_auto(&daemon, tokio::spawn(async {}));
+    let mut auto_register = register_auto(&daemon, None);
 
     loop {
         tokio::select! {
@@ -100,7 +100,7 @@ async fn serve(path: &Path, cfg: Config) -> anyhow::Result<ExitCode> {
                 if reload(path, &daemon).await {
                     // The reloaded config's auto sources (registration is
                     // idempotent: an unchanged one is only looked up).
-                    auto_register = register_auto(&daemon, auto_register);
+                    auto_register = register_auto(&daemon, Some(auto_register));
                 }
             }
         }
@@ -122,7 +122,7 @@ async fn serve(path: &Path, cfg: Config) -> anyhow::Result<ExitCode> {
 /// race to create the same subscription.
 fn register_auto(
     daemon: &Daemon,
-    previous: tokio::task::JoinHandle<()>,
+    previous: Option<tokio::task::JoinHandle<()>>,
 ) -> tokio::task::JoinHandle<()> {
     let (cfg, store, runtime) = (
         daemon.runtime.load().config.clone(),
@@ -131,7 +131,9 @@ fn register_auto(
     );
     let registered = daemon.pull.registered();
     tokio::spawn(async move {
-        let _ = previous.await;
+        if let Some(p) = previous {
+            let _ = p.await;
+        }
         crate::provider::manage::auto::register_auto(&cfg, &store, &runtime).await;
         // SSE/poll sources waiting for their webhook id look again.
         registered.notify();
@@ -144,27 +146,23 @@ async fn reload(path: &Path, daemon: &Daemon) -> bool {
     let mut states = vec![NotifyState::Reloading];
     states.extend(stamp);
     notify(&states);
-    match config::load(path) {
-        Ok(cfg) => {
-            for w in &cfg.warnings {
-                tracing::warn!("{w}");
-            }
-            match daemon.reload(cfg).await {
-                Ok(notes) => {
-                    for n in notes {
-                        tracing::warn!("{n}");
-                    }
-                    tracing::info!("config reloaded from {}", path.display());
-                    notify(&[NotifyState::Ready]);
-                    return true;
-                }
-                Err(e) => tracing::error!("config not reloaded, keeping the running one: {e}"),
-            }
+    let swapped = async {
+        let cfg = config::load(path).map_err(|e| e.to_string())?;
+        for w in &cfg.warnings {
+            tracing::warn!("{w}");
         }
+        for n in daemon.reload(cfg).await? {
+            tracing::warn!("{n}");
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    match &swapped {
+        Ok(()) => tracing::info!("config reloaded from {}", path.display()),
         Err(e) => tracing::error!("config not reloaded, keeping the running one: {e}"),
     }
     notify(&[NotifyState::Ready]);
-    false
+    swapped.is_ok()
 }
 
 /// Pings the watchdog at half its interval, but only while the store still

@@ -272,7 +272,7 @@ pub fn queue_depth(conn: &Connection, now: i64) -> Result<(i64, i64)> {
 /// rather than a scan of the backlog; a count stops at `cap`.
 pub fn waiting_for_unknown(
     conn: &Connection,
-    configured: &[&str],
+    configured: &[String],
     cap: i64,
 ) -> Result<Vec<(String, i64)>> {
     let mut next = conn.prepare_cached(
@@ -290,7 +290,7 @@ pub fn waiting_for_unknown(
         .query_row([&after], |r| r.get::<_, String>(0))
         .optional()?
     {
-        if !configured.contains(&h.as_str()) {
+        if !configured.contains(&h) {
             let n = count.query_row(params![h, cap], |r| r.get(0))?;
             out.push((h.clone(), n));
         }
@@ -476,16 +476,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            waiting_for_unknown(&c, &["a"], 100).unwrap(),
+            waiting_for_unknown(&c, &["a".into()], 100).unwrap(),
             [("gone".to_string(), 3)]
         );
         assert_eq!(
-            waiting_for_unknown(&c, &["a"], 2).unwrap(),
+            waiting_for_unknown(&c, &["a".into()], 2).unwrap(),
             [("gone".to_string(), 2)],
             "the count stops at the cap"
         );
         assert!(
-            waiting_for_unknown(&c, &["a", "gone"], 100)
+            waiting_for_unknown(&c, &["a".into(), "gone".into()], 100)
                 .unwrap()
                 .is_empty()
         );
