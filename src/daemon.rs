@@ -342,14 +342,14 @@ async fn unknown_handler_notes(store: &Store, config: &Config) -> Vec<String> {
         Ok(list) => list
             .into_iter()
             .map(|(h, n)| {
-                let n = if n >= CAP {
-                    format!("{CAP} or more")
-                } else {
-                    n.to_string()
+                let waiting = match n {
+                    1 => "1 delivery waits".to_string(),
+                    n if n >= CAP => format!("{CAP} or more deliveries wait"),
+                    n => format!("{n} deliveries wait"),
                 };
                 format!(
-                    "{n} deliveries wait for handler `{h}`, which is not in the config; \
-                     they stay pending and run if a handler named `{h}` comes back"
+                    "{waiting} for handler `{h}`, which is not in the config; \
+                     kept pending until a handler named `{h}` comes back"
                 )
             })
             .collect(),
