@@ -437,6 +437,7 @@ mod tests {
     fn db_with_event(handlers: &[&str]) -> (Connection, i64) {
         let mut c = Connection::open_in_memory().unwrap();
         c.pragma_update(None, "foreign_keys", true).unwrap();
+        crate::store::stable_plans(&c).unwrap();
         crate::store::schema::migrate(&mut c).unwrap();
         let e = events::tests::event("s", "e1", handlers);
         let Ingested::Accepted { id, .. } = events::insert(&c, &e).unwrap() else {
@@ -561,6 +562,51 @@ mod tests {
                 .any(|p| p.contains("deliveries_queue (handler=? AND next_attempt_at<?)")),
             "{plan:?}"
         );
+    }
+
+    /// Every statement the connection holds (its cache included), with how
+    /// often SQLite had to compile it again.
+    fn reprepares(c: &Connection) -> Vec<(String, i32)> {
+        use rusqlite::ffi;
+        let mut out = Vec::new();
+        // SAFETY: the handle is live for `c`'s lifetime; we only walk its
+        // statement list and read status counters and SQL text, on this thread.
+        unsafe {
+            let db = c.handle();
+            let mut s = ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+            while !s.is_null() {
+                let n = ffi::sqlite3_stmt_status(s, ffi::SQLITE_STMTSTATUS_REPREPARE, 0);
+                let sql = std::ffi::CStr::from_ptr(ffi::sqlite3_sql(s));
+                out.push((sql.to_string_lossy().into_owned(), n));
+                s = ffi::sqlite3_next_stmt(db, s);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_dispatch_cycle_never_re_prepares_a_statement() {
+        // What a slot does over and over: claim (and load) with new ids,
+        // record with every kind of next step, claim again.
+        let (c, _) = db_with_event(&["h"]);
+        for i in 2..12 {
+            let e = events::tests::event("s", &format!("e{i}"), &["h"]);
+            events::insert(&c, &e).unwrap();
+        }
+        let nexts = [
+            Next::Succeeded,
+            Next::RetryAt(1_000),
+            Next::Dead,
+            Next::HandBack,
+        ];
+        for (round, next) in nexts.into_iter().cycle().take(12).enumerate() {
+            let now = 2_000 + round as i64;
+            for d in claim_due(&c, "h", now, 1 + round % 2).unwrap() {
+                finish(&c, d.delivery, &fail(d.attempt), next, now).unwrap();
+            }
+        }
+        let compiled_again: Vec<_> = reprepares(&c).into_iter().filter(|(_, n)| *n > 0).collect();
+        assert!(compiled_again.is_empty(), "{compiled_again:#?}");
     }
 
     #[test]

@@ -155,6 +155,7 @@ pub fn connect(path: &Path, read_only: bool) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    stable_plans(&conn)?;
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -163,6 +164,18 @@ pub fn connect(path: &Path, read_only: bool) -> Result<Connection> {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
     }
     Ok(conn)
+}
+
+/// Turns on SQLite's query planner stability guarantee. Without it, a
+/// statement compared against a partial index's `WHERE` is compiled again
+/// whenever a parameter gets a new value: the dispatcher's per-delivery
+/// lookup was re-prepared on every claim.
+pub(crate) fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map(drop)
 }
 
 /// Opens (creating and migrating) the database in `state_dir`, for the CLI
