@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::dispatch::queue::Dispatcher;
+use crate::dispatch::started::StartLog;
 use crate::metrics::{Metrics, SharedMetrics};
 use crate::runtime::{Runtime, SharedRuntime};
 use crate::server::{self, Limits};
@@ -226,7 +227,18 @@ impl Daemon {
         let pull = PullSources::new(PullCtx::new(ingest.clone(), pull::http_client()?));
         pull.reconcile(&cfg).await;
 
-        let dispatcher = Dispatcher::new(store.clone(), metrics.clone(), runtime.clone(), wake);
+        let state_dir = &cfg.daemon.state_dir;
+        let started = StartLog::open(state_dir).map_err(|e| {
+            let path = state_dir.join(crate::dispatch::started::FILE_NAME);
+            format!("cannot open {}: {e}", path.display())
+        })?;
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            metrics.clone(),
+            runtime.clone(),
+            wake,
+            started,
+        );
         other_tasks.spawn(dispatcher.clone().run());
         let (s, c) = (store.clone(), cfg.clone());
         other_tasks.spawn(async move {

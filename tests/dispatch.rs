@@ -611,13 +611,18 @@ async fn a_slow_handler_does_not_starve_another_under_the_global_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_work_pending_loses_nothing_and_retries_the_interrupted_run() {
+    // e00 holds the only slot until every event is stored, so finishing it
+    // claims e01 to start and e02, e03 ahead; e01's record claims e04 ahead.
+    // e02 starts and hangs: the crash interrupts one run while two
+    // deliveries wait, claimed but not started.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let h = sh_script(
         dir,
         "queue",
         "echo \"$HOOKD_EVENT_ID $HOOKD_ATTEMPT\" >> runs.log\n\
-         if [ \"$HOOKD_EVENT_ID\" = e00 ] && [ \"$HOOKD_ATTEMPT\" = 1 ]; then\n\
+         if [ \"$HOOKD_EVENT_ID\" = e00 ]; then\n  while [ ! -e go ]; do sleep 0.05; done\nfi\n\
+         if [ \"$HOOKD_EVENT_ID\" = e02 ] && [ \"$HOOKD_ATTEMPT\" = 1 ]; then\n\
            echo $$ > stuck.pid\n  while :; do sleep 1; done\nfi\n",
     );
     let cfg = config_with(
@@ -635,15 +640,22 @@ async fn sigkill_with_work_pending_loses_nothing_and_retries_the_interrupted_run
     for i in 0..20 {
         send(&c, &base, "s", event(&format!("e{i:02}"), "t")).await;
     }
+    std::fs::write(dir.join("go"), "").unwrap();
     let stuck = read_pid(&dir.join("stuck.pid")).await;
-    let (running, pending): (i64, i64) = state_db(dir)
-        .query_row(
-            "SELECT SUM(status = 'running'), SUM(status = 'pending') FROM deliveries",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!((running, pending), (1, 19));
+    // e02 runs (claimed ahead, then started), e03 and e04 are held, once
+    // e01's record has committed.
+    eventually(LONG, || {
+        let held: (i64, i64, i64) = state_db(dir)
+            .query_row(
+                "SELECT SUM(status = 'running'), SUM(status = 'pending'),
+                        SUM(status = 'running' AND ahead = 1) FROM deliveries",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        (held == (3, 15, 3)).then_some(())
+    })
+    .await;
     p.kill();
     // The orphaned handler is ours to clean up (the daemon died with -9).
     // SAFETY: killpg on the group our test handler leads.
@@ -660,15 +672,21 @@ async fn sigkill_with_work_pending_loses_nothing_and_retries_the_interrupted_run
         )
         .unwrap();
     assert_eq!(done, 20, "every event delivered after the restart");
-    let a = attempts(dir, "e00", "queue");
+    let a = attempts(dir, "e02", "queue");
     assert_eq!(outcomes(&a), [(1, "interrupted"), (2, "ok")]);
     let runs = lines(&dir.join("runs.log"));
-    assert_eq!(runs.iter().filter(|l| l.starts_with("e00 ")).count(), 2);
-    assert!(runs.contains(&"e00 2".to_string()));
-    for i in 1..20 {
+    assert_eq!(runs.iter().filter(|l| l.starts_with("e02 ")).count(), 2);
+    assert!(runs.contains(&"e02 2".to_string()));
+    for i in (0..20).filter(|i| *i != 2) {
         let id = format!("e{i:02}");
         let seen: Vec<_> = runs.iter().filter(|l| l.starts_with(&id)).collect();
         assert_eq!(seen, [&format!("{id} 1")], "run once, at attempt 1");
+        let a = attempts(dir, &id, "queue");
+        assert_eq!(
+            outcomes(&a),
+            [(1, "ok")],
+            "{id}: no attempt counted for a run that never started"
+        );
     }
     drop(p);
 }

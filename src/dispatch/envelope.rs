@@ -99,6 +99,7 @@ mod tests {
             occurred_at: None,
             received_at: 0,
             body: body.to_vec(),
+            ahead: false,
         }
     }
 

@@ -10,4 +10,5 @@ pub mod envelope;
 pub mod exec;
 pub mod queue;
 pub mod retry;
+pub mod started;
 pub mod stream;

@@ -24,6 +24,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::exec::{self, ExecSpec, ExitKind, RunOutcome};
+use super::started::StartLog;
 use super::stream::{StreamHandle, StreamOutcome, StreamSpec};
 use super::{envelope, retry};
 use crate::config::{HandlerConfig, HandlerKind};
@@ -57,6 +58,7 @@ struct Inner {
     global: Arc<Semaphore>,
     state: Mutex<State>,
     idle: Notify,
+    started: StartLog,
 }
 
 #[derive(Default)]
@@ -72,6 +74,7 @@ impl Dispatcher {
         metrics: SharedMetrics,
         runtime: SharedRuntime,
         wake: Arc<Notify>,
+        started: StartLog,
     ) -> Dispatcher {
         let cap = runtime.load().config.daemon.max_concurrency;
         Dispatcher {
@@ -85,6 +88,7 @@ impl Dispatcher {
                 global: Arc::new(Semaphore::new(cap)),
                 state: Mutex::new(State::default()),
                 idle: Notify::new(),
+                started,
             }),
         }
     }
@@ -92,19 +96,7 @@ impl Dispatcher {
     /// Runs until [`Dispatcher::shutdown`]. Hands runs that were interrupted
     /// by a crash back to the queue first.
     pub async fn run(self) {
-        let now = timefmt::now_micros();
-        match self
-            .inner
-            .store
-            .write(move |c| deliveries::recover_running(c, now))
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                "{n} handler run(s) were interrupted by the last stop; they will be retried"
-            ),
-            Err(e) => tracing::error!("could not recover interrupted runs: {e}"),
-        }
+        self.recover().await;
         let mut last_gauges = std::time::Instant::now() - IDLE_CHECK;
         while !self.inner.stop.is_cancelled() {
             let again = self.claim_round().await;
@@ -121,6 +113,36 @@ impl Dispatcher {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.inner.stop.cancelled() => {}
             }
+        }
+    }
+
+    /// Counts the runs the last stop interrupted and returns what was only
+    /// claimed ahead, as the start log tells them apart; then empties the log.
+    async fn recover(&self) {
+        let started = self
+            .inner
+            .started
+            .started()
+            .inspect_err(|e| {
+                tracing::warn!(
+                    "cannot read the start log ({e}); every delivery held at the last stop counts as interrupted"
+                )
+            })
+            .ok();
+        let now = timefmt::now_micros();
+        match self
+            .inner
+            .store
+            .write(move |c| deliveries::recover_running(c, now, started.as_ref()))
+            .await
+        {
+            Ok(r) => {
+                log_recovered(r);
+                if let Err(e) = self.inner.started.clear() {
+                    tracing::warn!("cannot empty the start log: {e}");
+                }
+            }
+            Err(e) => tracing::error!("could not recover interrupted runs: {e}"),
         }
     }
 
@@ -275,7 +297,9 @@ impl Dispatcher {
     /// time, and several slots' records share one commit. A record is sent
     /// before the next process is spawned, so the spawn does not delay it.
     /// What is claimed ahead but not started when the slot ends is handed
-    /// back untouched.
+    /// back untouched. A delivery claimed ahead goes into the start log
+    /// just before its spawn, so that recovery after a crash counts an
+    /// attempt only for what ran (see `started`).
     async fn run_slot(&self, mut h: Arc<HandlerConfig>, first: Claimed) -> Arc<HandlerConfig> {
         let ahead: usize = match h.kind {
             HandlerKind::Exec => 2,
@@ -304,6 +328,10 @@ impl Dispatcher {
                     None => break,
                 }
             };
+            if c.ahead {
+                // Before the spawn: from here on a crash counts an attempt.
+                self.inner.started.note(c.delivery);
+            }
             let run = async {
                 if c.attempt > h.max_attempts {
                     exhausted(&c)
@@ -324,10 +352,16 @@ impl Dispatcher {
                     0
                 }
             };
+            // If the slot holds nothing, the first delivery this record
+            // claims is the next to start.
+            let chain = Chain {
+                want,
+                start_now: usize::from(slot.queue.is_empty() && slot.asked == 0),
+            };
             slot.asked += want;
             let hh = h.clone();
             slot.records.push_back(Box::pin(async move {
-                (want, self.record(&hh, &c, rec, want).await)
+                (want, self.record(&hh, &c, rec, chain).await)
             }));
         }
         h
@@ -394,8 +428,8 @@ impl Dispatcher {
     }
 
     /// Stores the attempt and decides what comes next; in the same commit,
-    /// claims the handler's next due delivery for this slot (unless the
-    /// dispatcher is stopping) and returns it. Keeps retrying the write
+    /// claims up to `chain.want` due deliveries of the handler for this slot
+    /// (unless the dispatcher is stopping), and returns them. Keeps retrying the write
     /// (backing off to every 5 s) while the store is down, holding the slot:
     /// nothing else could be recorded meanwhile. Only when the dispatcher
     /// stops does it give up; the delivery then stays `running` and is
@@ -405,7 +439,7 @@ impl Dispatcher {
         h: &HandlerConfig,
         c: &Claimed,
         rec: AttemptRecord,
-        want: usize,
+        chain: Chain,
     ) -> Vec<Claimed> {
         let ok = rec.outcome == "ok";
         let next = if ok {
@@ -449,14 +483,15 @@ impl Dispatcher {
             }
             let (r, d) = (rec.clone(), c.delivery);
             let now = timefmt::now_micros();
-            let chain = (!self.inner.stop.is_cancelled() && want > 0).then(|| h.name.clone());
+            let claim_for =
+                (!self.inner.stop.is_cancelled() && chain.want > 0).then(|| h.name.clone());
             let rivals = self.rivals_for_the_cap(h);
             let result = self
                 .inner
                 .store
                 .write_lazy(move |conn| {
                     deliveries::finish(conn, d, &r, next, now)?;
-                    let Some(name) = chain else {
+                    let Some(name) = claim_for else {
                         return Ok(Vec::new());
                     };
                     if !rivals.is_empty() && !handlers_with_due_work(conn, &rivals, now)?.is_empty()
@@ -464,11 +499,14 @@ impl Dispatcher {
                         // Another handler waits for this global slot.
                         return Ok(Vec::new());
                     }
-                    deliveries::claim_due(conn, &name, now, want)
+                    deliveries::claim(conn, &name, now, chain.want, chain.start_now)
                 })
                 .await;
             match result {
-                Ok(claimed) => return claimed,
+                Ok(claimed) => {
+                    self.inner.started.forget(c.delivery);
+                    return claimed;
+                }
                 Err(e) => {
                     tracing::warn!(handler = %h.name, delivery = c.delivery, "cannot record the attempt: {e}")
                 }
@@ -585,7 +623,30 @@ impl Dispatcher {
     }
 }
 
-/// Handlers (of `names`) that have a delivery due at `now`: one index probe each.
+fn log_recovered(r: deliveries::Recovered) {
+    if r.interrupted > 0 {
+        tracing::warn!(
+            "{} handler run(s) were interrupted by the last stop; they will be retried",
+            r.interrupted
+        );
+    }
+    if r.handed_back > 0 {
+        tracing::info!(
+            "{} delivery(ies) claimed ahead but not started at the last stop went back to the queue",
+            r.handed_back
+        );
+    }
+}
+
+/// What a slot's attempt record does for the slot's next runs.
+#[derive(Clone, Copy)]
+struct Chain {
+    /// Deliveries to claim for the slot.
+    want: usize,
+    /// How many of those claimed start right away (0 or 1); the rest are ahead.
+    start_now: usize,
+}
+
 /// A record in flight: how many deliveries it asked for, and what it claimed.
 type Record<'a> = Pin<Box<dyn Future<Output = (usize, Vec<Claimed>)> + Send + 'a>>;
 
@@ -618,6 +679,7 @@ impl Slot<'_> {
     }
 }
 
+/// Handlers (of `names`) that have a delivery due at `now`: one index probe each.
 fn handlers_with_due_work(
     c: &rusqlite::Connection,
     names: &[String],

@@ -5,7 +5,11 @@
 //! `next_attempt_at`), `succeeded`, `dead` (attempts used up). Every attempt
 //! is kept in `attempts` with its outcome and captured output. Claiming
 //! bumps the attempt counter in the same statement that marks the row
-//! running, so a run interrupted by a crash shows up as attempt > 1.
+//! running, so a run interrupted by a crash shows up as attempt > 1. A row
+//! claimed *ahead* (running, `ahead = 1`) is one a slot holds but has not
+//! started; recovery returns it untouched, without counting an attempt.
+
+use std::collections::HashSet;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
@@ -47,6 +51,8 @@ pub struct Claimed {
     pub occurred_at: Option<i64>,
     pub received_at: i64,
     pub body: Vec<u8>,
+    /// Claimed ahead: held by a slot, its handler not started yet.
+    pub ahead: bool,
 }
 
 /// Claims the oldest due deliveries of a handler. The parameters are
@@ -56,22 +62,39 @@ pub struct Claimed {
 /// — measured as the largest part of a claim. The unary plus keeps the plan
 /// independent of the values and still uses `deliveries_queue`.
 const CLAIM_SQL: &str =
-    "UPDATE deliveries SET status = 'running', attempts = attempts + 1, updated_at = ?2
+    "UPDATE deliveries SET status = 'running', attempts = attempts + 1, updated_at = ?2,
+                           ahead = +?4
      WHERE id IN (SELECT id FROM deliveries
                   WHERE handler = +?1 AND status IN ('pending', 'failed') AND next_attempt_at <= +?2
                   ORDER BY next_attempt_at, id LIMIT +?3)
      RETURNING id";
 
 /// Marks up to `limit` due deliveries of `handler` running and returns them,
-/// oldest due first.
+/// oldest due first, all to be started right away.
 pub fn claim_due(conn: &Connection, handler: &str, now: i64, limit: usize) -> Result<Vec<Claimed>> {
+    claim(conn, handler, now, limit, limit)
+}
+
+/// Like [`claim_due`], but only the first `start_now` are about to start;
+/// the rest are claimed ahead: the dispatcher's start log tells recovery
+/// which of those it started.
+pub fn claim(
+    conn: &Connection,
+    handler: &str,
+    now: i64,
+    limit: usize,
+    start_now: usize,
+) -> Result<Vec<Claimed>> {
+    let ahead = start_now < limit;
     let mut stmt = conn.prepare_cached(CLAIM_SQL)?;
     let ids = stmt
-        .query_map(params![handler, now, limit as i64], |r| r.get::<_, i64>(0))?
+        .query_map(params![handler, now, limit as i64, ahead], |r| {
+            r.get::<_, i64>(0)
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut load = conn.prepare_cached(
         "SELECT d.id, d.handler, d.attempts, d.replay, e.id, e.event_id, e.source, e.provider,
-                e.type, e.occurred_at, e.received_at, e.body
+                e.type, e.occurred_at, e.received_at, e.body, d.ahead
          FROM deliveries d JOIN events e ON e.id = d.event WHERE d.id = ?1",
     )?;
     let mut out = Vec::with_capacity(ids.len());
@@ -79,7 +102,23 @@ pub fn claim_due(conn: &Connection, handler: &str, now: i64, limit: usize) -> Re
         out.push(load.query_row([id], claimed_row)?);
     }
     out.sort_by_key(|c| c.delivery);
+    if ahead {
+        for c in out.iter_mut().take(start_now) {
+            mark_started(conn, c.delivery, now)?;
+            c.ahead = false;
+        }
+    }
     Ok(out)
+}
+
+/// A delivery claimed ahead starts right away after all: from now on a
+/// crash counts its run as an interrupted attempt.
+fn mark_started(conn: &Connection, delivery: i64, now: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET ahead = 0, updated_at = ?2 WHERE id = ?1 AND status = 'running'",
+    )?
+    .execute(params![delivery, now])?;
+    Ok(())
 }
 
 fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
@@ -96,6 +135,7 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
         occurred_at: r.get(9)?,
         received_at: r.get(10)?,
         body: r.get(11)?,
+        ahead: r.get(12)?,
     })
 }
 
@@ -170,11 +210,11 @@ pub fn finish(
 }
 
 /// Undoes claims that never ran (a slot's claimed-ahead delivery when it
-/// stops): back to waiting, the attempt count as it was. Only rows still
+/// stops, or found at recovery): back to waiting, the attempt count as it was. Only rows still
 /// `running` are touched.
 pub fn unclaim(conn: &Connection, ids: &[i64]) -> Result<()> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE deliveries SET attempts = attempts - 1,
+        "UPDATE deliveries SET attempts = attempts - 1, ahead = 0,
                 status = CASE WHEN attempts > 1 THEN 'failed' ELSE 'pending' END
          WHERE id = ?1 AND status = 'running'",
     )?;
@@ -184,21 +224,50 @@ pub fn unclaim(conn: &Connection, ids: &[i64]) -> Result<()> {
     Ok(())
 }
 
+/// What start-up recovery found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Runs in flight when the daemon stopped: an interrupted attempt each.
+    pub interrupted: usize,
+    /// Claimed ahead and never started: back in the queue as they were.
+    pub handed_back: usize,
+}
+
 /// At start-up: runs that were in flight when the daemon stopped are
-/// recorded as interrupted attempts and become due again.
-pub fn recover_running(conn: &Connection, now: i64) -> Result<usize> {
+/// recorded as interrupted attempts and become due again. A delivery that
+/// was only claimed ahead (`ahead = 1`) and is not in `started` never ran:
+/// it goes back to waiting with no attempt counted. Without `started` (the
+/// start log was unreadable) every running row counts as interrupted.
+pub fn recover_running(
+    conn: &Connection,
+    now: i64,
+    started: Option<&HashSet<i64>>,
+) -> Result<Recovered> {
+    let mut never_started = Vec::new();
+    if let Some(started) = started {
+        let held: Vec<i64> = conn
+            .prepare("SELECT id FROM deliveries WHERE status = 'running' AND ahead = 1")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        never_started.extend(held.into_iter().filter(|id| !started.contains(id)));
+    }
+    unclaim(conn, &never_started)?;
     conn.execute(
         "INSERT INTO attempts (delivery, attempt, replay, started_at, duration_us, outcome)
          SELECT id, attempts, replay, updated_at, ?1 - updated_at, 'interrupted'
          FROM deliveries WHERE status = 'running'",
         [now],
     )?;
-    Ok(conn.execute(
-        "UPDATE deliveries SET status = 'failed', next_attempt_at = ?1, updated_at = ?1,
+    let interrupted = conn.execute(
+        "UPDATE deliveries SET status = 'failed', next_attempt_at = ?1, updated_at = ?1, ahead = 0,
                 last_error = 'interrupted: hookd stopped while the handler ran'
          WHERE status = 'running'",
         [now],
-    )?)
+    )?;
+    Ok(Recovered {
+        interrupted,
+        handed_back: never_started.len(),
+    })
 }
 
 /// Puts one (event, handler) back in the queue as a replay, creating the
@@ -553,7 +622,7 @@ mod tests {
         let plan: Vec<String> = c
             .prepare(&format!("EXPLAIN QUERY PLAN {CLAIM_SQL}"))
             .unwrap()
-            .query_map(params!["h", 1, 1], |r| r.get(3))
+            .query_map(params!["h", 1, 1, false], |r| r.get(3))
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
@@ -561,6 +630,50 @@ mod tests {
             plan.iter()
                 .any(|p| p.contains("deliveries_queue (handler=? AND next_attempt_at<?)")),
             "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn recovery_counts_an_attempt_only_for_runs_that_started() {
+        let (c, _) = db_with_event(&["h"]);
+        for i in 2..=4 {
+            events::insert(&c, &events::tests::event("s", &format!("e{i}"), &["h"])).unwrap();
+        }
+        let got = claim(&c, "h", 2_000, 3, 1).unwrap();
+        let ahead: Vec<bool> = got.iter().map(|d| d.ahead).collect();
+        assert_eq!(ahead, [false, true, true], "the first starts, two are held");
+        // The start log says the second one was started too.
+        let started = HashSet::from([got[1].delivery]);
+
+        let r = recover_running(&c, 3_000, Some(&started)).unwrap();
+        assert_eq!(
+            r,
+            Recovered {
+                interrupted: 2,
+                handed_back: 1
+            }
+        );
+        let rows: Vec<(String, i64, i64, i64)> = c
+            .prepare(
+                "SELECT status, attempts, ahead,
+                        (SELECT COUNT(*) FROM attempts a WHERE a.delivery = d.id)
+                 FROM deliveries d ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let interrupted = (FAILED.to_string(), 1, 0, 1);
+        let untouched = (PENDING.to_string(), 0, 0, 0);
+        assert_eq!(
+            rows,
+            [
+                interrupted.clone(),
+                interrupted,
+                untouched.clone(),
+                untouched
+            ]
         );
     }
 
@@ -648,7 +761,12 @@ mod tests {
     fn interrupted_runs_come_back_with_a_higher_attempt() {
         let (c, _) = db_with_event(&["h"]);
         claim_due(&c, "h", 2_000, 10).unwrap();
-        assert_eq!(recover_running(&c, 3_000).unwrap(), 1);
+        assert_eq!(
+            recover_running(&c, 3_000, Some(&HashSet::new()))
+                .unwrap()
+                .interrupted,
+            1
+        );
         let again = claim_due(&c, "h", 3_000, 10).unwrap();
         assert_eq!(again[0].attempt, 2);
         let a = attempts_for_event(&c, again[0].event).unwrap();

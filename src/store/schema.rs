@@ -131,6 +131,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_running ON deliveries (updated_at)
         WHERE status = 'running';
     "#,
+    // 5: a slot claims deliveries ahead of running them. `ahead = 1` marks
+    //    a running row whose handler has not been started yet, so recovery
+    //    after a crash hands it back instead of counting an attempt that
+    //    never ran.
+    r#"
+    ALTER TABLE deliveries ADD COLUMN ahead INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The version this build writes.
