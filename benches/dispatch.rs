@@ -4,6 +4,7 @@
 //!    recorded in SQLite) vs spawning `/bin/true` N times in a tight loop, no
 //!    hookd — once one at a time (concurrency 1, the loop as written) and
 //!    once with 4 at once on both sides (concurrency 4, 4 looping threads).
+//!    Half the loop runs before hookd and half after.
 //! 2. stream: N stored events through one python3 stream handler vs piping
 //!    the same NDJSON through the same script directly.
 //! 3. latency: signed pushes at a steady rate to a `/bin/true` exec handler;
@@ -207,13 +208,22 @@ fn exec_bench(n: usize, conc: usize) {
     preload(dir.path(), n, "t");
     let handler =
         format!("[[handler]]\nname = \"t\"\ncommand = [\"/bin/true\"]\nconcurrency = {conc}\n");
+    // The baseline runs half before and half after hookd, so a machine that
+    // speeds up or slows down during the run weighs on both sides alike.
+    let per = n.div_ceil(conc);
+    let halves = [per / 2, per - per / 2];
+    let (before_s, before_cpu, before_kids) =
+        cpu_per_run(halves[0] * conc, || spawn_loop(conc, halves[0]));
     let (hookd_s, hookd_cpu, hookd_kids) = cpu_per_run(n, || drain(dir.path(), &handler, n));
     let attempts: i64 = rusqlite::Connection::open(dir.path().join("state/hookd.db"))
         .unwrap()
         .query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0))
         .unwrap();
-    let per = n.div_ceil(conc);
-    let (base_s, base_cpu, base_kids) = cpu_per_run(per * conc, || spawn_loop(conc, per));
+    let (after_s, after_cpu, after_kids) =
+        cpu_per_run(halves[1] * conc, || spawn_loop(conc, halves[1]));
+    let base_s = before_s + after_s;
+    let weigh = |a: f64, b: f64| (a * halves[0] as f64 + b * halves[1] as f64) / per as f64;
+    let (base_cpu, base_kids) = (weigh(before_cpu, after_cpu), weigh(before_kids, after_kids));
     let (runner_s, runner_cpu, runner_kids) = cpu_per_run(per * conc, || runner_alone(conc, per));
     let (h, b) = (n as f64 / hookd_s, (per * conc) as f64 / base_s);
     let cpu =
