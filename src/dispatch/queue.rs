@@ -429,8 +429,8 @@ impl Dispatcher {
 
     /// Stores the attempt and decides what comes next; in the same commit,
     /// claims up to `chain.want` due deliveries of the handler for this slot
-    /// (unless the dispatcher is stopping), and returns them. Keeps retrying the write
-    /// (backing off to every 5 s) while the store is down, holding the slot:
+    /// (unless the dispatcher is stopping), and returns them. Keeps retrying
+    /// the write (backing off to every 5 s) while the store is down, holding the slot:
     /// nothing else could be recorded meanwhile. Only when the dispatcher
     /// stops does it give up; the delivery then stays `running` and is
     /// recovered as interrupted at the next start.
@@ -632,7 +632,7 @@ fn log_recovered(r: deliveries::Recovered) {
     }
     if r.handed_back > 0 {
         tracing::info!(
-            "{} delivery(ies) claimed ahead but not started at the last stop went back to the queue",
+            "back in the queue, no attempt counted: {} claimed ahead at the last stop but never started",
             r.handed_back
         );
     }
