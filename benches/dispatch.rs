@@ -132,9 +132,10 @@ fn drain(dir: &Path, handler: &str, n: usize) -> f64 {
     secs
 }
 
-/// hookd's exec runner without the queue or the store: `tasks` tasks, `per` runs each.
-fn runner_alone(tasks: usize, per: usize) -> f64 {
-    use hookd::dispatch::exec::{ExecSpec, run};
+/// hookd's exec runner without the queue or the store, as an exec slot
+/// uses it: `threads` threads, `per` runs each.
+fn runner_alone(threads: usize, per: usize) -> f64 {
+    use hookd::dispatch::exec::ExecSpec;
     let spec = Arc::new(ExecSpec {
         command: vec!["/bin/true".into()],
         working_dir: std::env::temp_dir(),
@@ -143,24 +144,20 @@ fn runner_alone(tasks: usize, per: usize) -> f64 {
         kill_grace: Duration::from_secs(5),
         output_cap: 64 << 10,
     });
-    let rt = runtime(2);
     let t = Instant::now();
-    rt.block_on(async {
-        let tasks: Vec<_> = (0..tasks)
-            .map(|_| {
-                let spec = spec.clone();
-                tokio::spawn(async move {
-                    for _ in 0..per {
-                        let cancel = tokio_util::sync::CancellationToken::new();
-                        run(&spec, b"{}".to_vec(), cancel).await;
-                    }
-                })
+    let threads: Vec<_> = (0..threads)
+        .map(|_| {
+            let spec = spec.clone();
+            std::thread::spawn(move || {
+                let cancel = tokio_util::sync::CancellationToken::new();
+                for _ in 0..per {
+                    let out = hookd::dispatch::supervise::run(&spec, b"{}".to_vec(), &cancel);
+                    assert!(out.succeeded());
+                }
             })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
     t.elapsed().as_secs_f64()
 }
 
@@ -234,7 +231,7 @@ fn exec_bench(n: usize, conc: usize) {
         cpu(base_cpu, base_kids)
     );
     println!(
-        "  runner alone, no store: {:>8.0} runs/s (pipes, process group, async wait); {}",
+        "  runner alone, no store: {:>8.0} runs/s (pipes, process group, poll); {}",
         (per * conc) as f64 / runner_s,
         cpu(runner_cpu, runner_kids)
     );

@@ -167,7 +167,7 @@ impl Drop for ProcessGroup {
 
 /// `killpg`, ignoring "no such process group". Never signals group 0 or 1
 /// (which would mean our own group or init's).
-fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
+pub(super) fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
     if pgid <= 1 {
         return;
     }
@@ -186,7 +186,7 @@ fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
 }
 
 /// Whether any process (zombies included) is still in group `pgid`.
-fn group_alive(pgid: libc::pid_t) -> bool {
+pub(super) fn group_alive(pgid: libc::pid_t) -> bool {
     // SAFETY: killpg with signal 0 only checks for existence.
     pgid > 1 && unsafe { libc::killpg(pgid, 0) } == 0
 }
@@ -211,7 +211,7 @@ fn take_pipes(child: &mut Child) -> Result<Pipes, SpawnError> {
     }
 }
 
-fn check_working_dir(dir: &Path) -> Result<(), SpawnError> {
+pub(super) fn check_working_dir(dir: &Path) -> Result<(), SpawnError> {
     let not_dir = || io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
@@ -316,7 +316,7 @@ pub struct Captured {
 }
 
 impl Captured {
-    fn push(&mut self, chunk: &[u8], cap: usize) {
+    pub(super) fn push(&mut self, chunk: &[u8], cap: usize) {
         let room = cap.saturating_sub(self.bytes.len());
         let keep = room.min(chunk.len());
         self.bytes.extend_from_slice(&chunk[..keep]);

@@ -8,20 +8,19 @@
 //! process group is still alive.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use tokio::io::AsyncWriteExt;
-use tokio::process::ChildStdin;
 use tokio_util::sync::CancellationToken;
 
-use super::child::{self, ProcessGroup};
+use super::child;
+use super::supervise;
 
 pub use super::child::Captured;
 
 /// After the handler's group is dead, how long output readers may still run
 /// before they are abandoned (only matters when something outside the group
 /// inherited the pipes).
-const PIPE_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+pub(super) const PIPE_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// What to run for one attempt.
 #[derive(Clone)]
@@ -102,135 +101,34 @@ impl RunOutcome {
 /// Run one attempt of `spec` with `stdin` as its standard input.
 ///
 /// When `cancel` fires, the handler's group gets SIGTERM, then SIGKILL after
-/// `kill_grace`, and the outcome is `Cancelled`.
+/// `kill_grace`, and the outcome is `Cancelled`. The run itself happens on
+/// the blocking pool (see `supervise` for why); should this future be
+/// dropped, the run is cancelled the same way.
 pub async fn run(spec: &ExecSpec, stdin: Vec<u8>, cancel: CancellationToken) -> RunOutcome {
+    let spec = spec.clone();
+    let token = cancel.child_token();
+    let _cancel_if_dropped = token.clone().drop_guard();
     let started_at = SystemTime::now();
-    let clock = Instant::now();
-    let finish = |kind, stdout, stderr| RunOutcome {
-        kind,
-        started_at,
-        duration: clock.elapsed(),
-        stdout,
-        stderr,
-    };
-    if cancel.is_cancelled() {
-        return finish(
-            ExitKind::Cancelled,
-            Captured::default(),
-            Captured::default(),
-        );
-    }
-    let (mut group, pipes) = match ProcessGroup::spawn(&spec.command, &spec.working_dir, &spec.env)
-    {
-        Ok(spawned) => spawned,
-        Err(err) => {
-            let kind = ExitKind::SpawnFailed(err.to_string());
-            return finish(kind, Captured::default(), Captured::default());
-        }
-    };
-
-    let stop_io = CancellationToken::new();
-    let io = async {
-        tokio::join!(
-            feed_stdin(pipes.stdin, stdin, &stop_io),
-            child::capture(pipes.stdout, spec.output_cap, &stop_io),
-            child::capture(pipes.stderr, spec.output_cap, &stop_io),
-        )
-    };
-    let waiting = supervise(&mut group, spec, &cancel);
-    tokio::pin!(io, waiting);
-
-    let (kind, finished_io) = tokio::select! {
-        kind = &mut waiting => (kind, None),
-        done = &mut io => ((&mut waiting).await, Some(done)),
-    };
-    let duration = clock.elapsed();
-    let ((), stdout, stderr) = match finished_io {
-        Some(done) => done,
-        None => drain(&mut io, &stop_io).await,
-    };
-    RunOutcome {
-        kind,
-        started_at,
-        duration,
-        stdout,
-        stderr,
-    }
-}
-
-/// Let the output readers reach end-of-file, for a bounded time.
-async fn drain<F: Future + Unpin>(io: &mut F, stop_io: &CancellationToken) -> F::Output {
-    tokio::select! {
-        done = &mut *io => done,
-        () = tokio::time::sleep(PIPE_DRAIN_LIMIT) => {
-            tracing::warn!(
-                "handler output pipes still open {PIPE_DRAIN_LIMIT:?} after its process group \
-                 ended; something outside the group kept them; output may be incomplete"
-            );
-            stop_io.cancel();
-            io.await
-        }
-    }
-}
-
-/// Why the wait for the handler ended.
-enum Ending {
-    Exited(std::io::Result<std::process::ExitStatus>),
-    TimedOut,
-    Cancelled,
-}
-
-/// Wait for the group to end by itself, by timeout or by cancellation, and
-/// make sure it is gone either way.
-async fn supervise(
-    group: &mut ProcessGroup,
-    spec: &ExecSpec,
-    cancel: &CancellationToken,
-) -> ExitKind {
-    let ending = tokio::select! {
-        status = group.wait() => Ending::Exited(status),
-        () = tokio::time::sleep(spec.timeout) => Ending::TimedOut,
-        () = cancel.cancelled() => Ending::Cancelled,
-    };
-    let kind = match ending {
-        Ending::Exited(status) => return exit_kind(status),
-        Ending::TimedOut => ExitKind::TimedOut,
-        Ending::Cancelled => ExitKind::Cancelled,
-    };
-    if let Err(err) = group.terminate(spec.kill_grace).await {
-        tracing::warn!(
-            pgid = group.pgid(),
-            "waiting for the stopped handler failed: {err}"
-        );
-    }
-    kind
-}
-
-fn exit_kind(status: std::io::Result<std::process::ExitStatus>) -> ExitKind {
-    use std::os::unix::process::ExitStatusExt;
-    match status {
-        Ok(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => ExitKind::Exited(code),
-            (None, Some(signal)) => ExitKind::Signaled(signal),
-            (None, None) => ExitKind::SpawnFailed(format!("unexpected exit status {status}")),
+    let supervised = tokio::task::spawn_blocking(move || supervise::run(&spec, stdin, &token));
+    match supervised.await {
+        Ok(outcome) => outcome,
+        Err(err) => RunOutcome {
+            kind: ExitKind::SpawnFailed(format!("the thread running the handler failed: {err}")),
+            started_at,
+            duration: Duration::ZERO,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
         },
-        // Only possible if something else reaped our child; the attempt is
-        // a failure that must not look like a success.
-        Err(err) => ExitKind::SpawnFailed(format!("lost track of the handler process: {err}")),
     }
 }
 
-/// Write the envelope and close stdin. A handler that exits without reading
-/// it is fine: EPIPE is not an error here, the exit status tells the story.
-async fn feed_stdin(mut stdin: ChildStdin, data: Vec<u8>, stop: &CancellationToken) {
-    let written = tokio::select! {
-        written = stdin.write_all(&data) => written,
-        () = stop.cancelled() => return,
-    };
-    match written {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(err) => tracing::debug!("writing the envelope to the handler's stdin failed: {err}"),
+/// The attempt outcome of a process that ended.
+pub(super) fn exit_kind(status: std::process::ExitStatus) -> ExitKind {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitKind::Exited(code),
+        (None, Some(signal)) => ExitKind::Signaled(signal),
+        (None, None) => ExitKind::SpawnFailed(format!("unexpected exit status {status}")),
     }
 }
 

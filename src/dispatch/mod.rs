@@ -12,3 +12,4 @@ pub mod queue;
 pub mod retry;
 pub mod started;
 pub mod stream;
+pub mod supervise;

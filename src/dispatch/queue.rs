@@ -23,7 +23,7 @@ use futures_util::stream::FuturesOrdered;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::exec::{self, ExecSpec, ExitKind, RunOutcome};
+use super::exec::{ExitKind, RunOutcome};
 use super::started::StartLog;
 use super::stream::{StreamHandle, StreamOutcome, StreamSpec};
 use super::{envelope, retry};
@@ -33,6 +33,8 @@ use crate::runtime::SharedRuntime;
 use crate::store::Store;
 use crate::store::deliveries::{self, AttemptRecord, Claimed, Next};
 use crate::timefmt;
+
+mod exec_slot;
 
 /// Captured stdout/stderr per attempt.
 pub const OUTPUT_CAP: usize = 64 << 10;
@@ -280,31 +282,37 @@ impl Dispatcher {
             s.total += 1;
         }
         let this = self.clone();
-        tokio::spawn(async move {
-            let h = this.run_slot(h, c).await;
-            // Give the global slot back before waking the loop, so the
-            // round that wake-up starts can hand it out.
-            drop(permit);
-            this.finished(&h.name);
-        });
+        // Either way, the global slot goes back before the loop is woken, so
+        // the round that wake-up starts can hand it out.
+        match h.kind {
+            HandlerKind::Exec => {
+                tokio::task::spawn_blocking(move || {
+                    let h = this.run_exec_slot(h, c);
+                    drop(permit);
+                    this.finished(&h.name);
+                });
+            }
+            HandlerKind::Stream => {
+                tokio::spawn(async move {
+                    let h = this.run_slot(h, c).await;
+                    drop(permit);
+                    this.finished(&h.name);
+                });
+            }
+        }
     }
 
-    /// A slot runs deliveries back to back: recording one attempt claims
-    /// the handler's next due delivery in the same commit. An exec slot
-    /// keeps deliveries claimed ahead, and a run never waits for an earlier
-    /// run's record: records go to the writer while the next handler runs,
-    /// so the commit (and its fsync) hides behind the handlers' own run
-    /// time, and several slots' records share one commit. A record is sent
-    /// before the next process is spawned, so the spawn does not delay it.
-    /// What is claimed ahead but not started when the slot ends is handed
-    /// back untouched. A delivery claimed ahead goes into the start log
-    /// just before its spawn, so that recovery after a crash counts an
-    /// attempt only for what ran (see `started`).
+    /// A stream slot runs deliveries back to back: recording one attempt
+    /// claims the handler's next due delivery in the same commit, and a
+    /// record is sent before the next delivery goes out. (Exec slots do the
+    /// same on a thread of their own, holding deliveries claimed ahead: see
+    /// `exec_slot`.) Should this slot hold any claimed ahead, it notes them
+    /// in the start log before they start and hands back untouched what is
+    /// left when it ends.
     async fn run_slot(&self, mut h: Arc<HandlerConfig>, first: Claimed) -> Arc<HandlerConfig> {
-        let ahead: usize = match h.kind {
-            HandlerKind::Exec => 2,
-            HandlerKind::Stream => 0,
-        };
+        // A stream delivery is a message to a running process: nothing to
+        // hide behind a record, so nothing is held ahead.
+        let ahead: usize = 0;
         let mut slot = Slot {
             queue: VecDeque::from([first]),
             records: FuturesOrdered::new(),
@@ -374,16 +382,12 @@ impl Dispatcher {
             return;
         }
         let ids: Vec<i64> = claimed.iter().map(|c| c.delivery).collect();
-        if let Err(e) = self
+        let result = self
             .inner
             .store
             .write(move |conn| deliveries::unclaim(conn, &ids))
-            .await
-        {
-            tracing::warn!(
-                "cannot hand back claimed deliveries (they are recovered at the next start): {e}"
-            );
-        }
+            .await;
+        handed_back(result);
     }
 
     fn finished(&self, handler: &str) {
@@ -397,34 +401,13 @@ impl Dispatcher {
         self.inner.idle.notify_waiters();
     }
 
-    /// Runs one attempt and describes how it went.
+    /// Sends one event to the handler's stream process and describes how
+    /// it went. (Exec runs happen in `run_exec_slot`.)
     async fn attempt(&self, h: &HandlerConfig, c: &Claimed) -> AttemptRecord {
-        let started_at = timefmt::now_micros();
-        let clock = std::time::Instant::now();
-        let mut rec = match h.kind {
-            HandlerKind::Exec => {
-                let spec = ExecSpec {
-                    command: h.command.clone(),
-                    working_dir: h.working_dir.clone(),
-                    env: envelope::environment(h, c),
-                    timeout: h.timeout,
-                    kill_grace: KILL_GRACE,
-                    output_cap: OUTPUT_CAP,
-                };
-                from_exec(
-                    exec::run(&spec, envelope::envelope(c), self.inner.kill.child_token()).await,
-                )
-            }
-            HandlerKind::Stream => {
-                let handle = self.stream_for(h);
-                from_stream(handle.deliver(c.event, envelope::envelope(c)).await)
-            }
-        };
-        rec.attempt = c.attempt;
-        rec.replay = c.replay;
-        rec.started_at = started_at;
-        rec.duration_us = clock.elapsed().as_micros() as i64;
-        rec
+        let (started_at, clock) = (timefmt::now_micros(), std::time::Instant::now());
+        let handle = self.stream_for(h);
+        let out = handle.deliver(c.event, envelope::envelope(c)).await;
+        stamp(from_stream(out), c, started_at, clock)
     }
 
     /// Stores the attempt and decides what comes next; in the same commit,
@@ -441,6 +424,29 @@ impl Dispatcher {
         rec: AttemptRecord,
         chain: Chain,
     ) -> Vec<Claimed> {
+        let next = self.next_step(h, c, &rec);
+        let rec = Arc::new(rec);
+        for (tries, wait_ms) in record_waits_ms().enumerate() {
+            if self.gives_up_recording(tries) {
+                break;
+            }
+            if wait_ms > 0 {
+                // (A zero sleep still waits for the timer's next tick.)
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            }
+            let job = self.record_job(h, c, rec.clone(), next, chain);
+            let result = self.inner.store.write_lazy(job).await;
+            if let Some(claimed) = self.recorded(h, c, result) {
+                return claimed;
+            }
+        }
+        unrecorded(h, c);
+        Vec::new()
+    }
+
+    /// What follows an attempt: success, a retry time, dead, or back to the
+    /// queue (stopped at shutdown). Counted in the metrics; a failure is logged.
+    fn next_step(&self, h: &HandlerConfig, c: &Claimed, rec: &AttemptRecord) -> Next {
         let ok = rec.outcome == "ok";
         let next = if ok {
             Next::Succeeded
@@ -469,51 +475,60 @@ impl Dispatcher {
             };
             tracing::info!(handler = %h.name, event = c.event, attempt = c.attempt, next = %then, "handler run failed: {}", rec.summary);
         }
-        let rec = Arc::new(rec);
-        let waits = [0, 100, 400, 1000, 2000]
-            .into_iter()
-            .chain(std::iter::repeat(5000));
-        for (tries, wait_ms) in waits.enumerate() {
-            if tries >= 5 && self.inner.stop.is_cancelled() {
-                break;
+        next
+    }
+
+    /// The writer job that stores an attempt, moves its delivery on and
+    /// claims the slot's next deliveries, all in one commit.
+    fn record_job(
+        &self,
+        h: &HandlerConfig,
+        c: &Claimed,
+        rec: Arc<AttemptRecord>,
+        next: Next,
+        chain: Chain,
+    ) -> impl FnOnce(&rusqlite::Connection) -> crate::store::Result<Vec<Claimed>> + Send + 'static
+    {
+        let delivery = c.delivery;
+        let now = timefmt::now_micros();
+        let claim_for = (!self.inner.stop.is_cancelled() && chain.want > 0).then(|| h.name.clone());
+        let rivals = self.rivals_for_the_cap(h);
+        move |conn| {
+            deliveries::finish(conn, delivery, &rec, next, now)?;
+            let Some(name) = claim_for else {
+                return Ok(Vec::new());
+            };
+            if !rivals.is_empty() && !handlers_with_due_work(conn, &rivals, now)?.is_empty() {
+                // Another handler waits for this global slot.
+                return Ok(Vec::new());
             }
-            if wait_ms > 0 {
-                // (A zero sleep still waits for the timer's next tick.)
-                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            deliveries::claim(conn, &name, now, chain.want, chain.start_now)
+        }
+    }
+
+    /// Takes in the result of an attempt record: the claims, or `None` after
+    /// logging why the write failed.
+    fn recorded(
+        &self,
+        h: &HandlerConfig,
+        c: &Claimed,
+        result: crate::store::Result<Vec<Claimed>>,
+    ) -> Option<Vec<Claimed>> {
+        match result {
+            Ok(claimed) => {
+                self.inner.started.forget(c.delivery);
+                Some(claimed)
             }
-            let (r, d) = (rec.clone(), c.delivery);
-            let now = timefmt::now_micros();
-            let claim_for =
-                (!self.inner.stop.is_cancelled() && chain.want > 0).then(|| h.name.clone());
-            let rivals = self.rivals_for_the_cap(h);
-            let result = self
-                .inner
-                .store
-                .write_lazy(move |conn| {
-                    deliveries::finish(conn, d, &r, next, now)?;
-                    let Some(name) = claim_for else {
-                        return Ok(Vec::new());
-                    };
-                    if !rivals.is_empty() && !handlers_with_due_work(conn, &rivals, now)?.is_empty()
-                    {
-                        // Another handler waits for this global slot.
-                        return Ok(Vec::new());
-                    }
-                    deliveries::claim(conn, &name, now, chain.want, chain.start_now)
-                })
-                .await;
-            match result {
-                Ok(claimed) => {
-                    self.inner.started.forget(c.delivery);
-                    return claimed;
-                }
-                Err(e) => {
-                    tracing::warn!(handler = %h.name, delivery = c.delivery, "cannot record the attempt: {e}")
-                }
+            Err(e) => {
+                tracing::warn!(handler = %h.name, delivery = c.delivery, "cannot record the attempt: {e}");
+                None
             }
         }
-        tracing::error!(handler = %h.name, delivery = c.delivery, "stopping with the attempt unrecorded; it will be retried after a restart");
-        Vec::new()
+    }
+
+    /// Recording goes on while the store is down, until the dispatcher stops.
+    fn gives_up_recording(&self, tries: usize) -> bool {
+        tries >= 5 && self.inner.stop.is_cancelled()
     }
 
     /// The long-lived process of a stream handler, (re)started when its
@@ -621,6 +636,39 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// Milliseconds to wait before each try of recording an attempt.
+fn record_waits_ms() -> impl Iterator<Item = u64> {
+    [0, 100, 400, 1000, 2000]
+        .into_iter()
+        .chain(std::iter::repeat(5000))
+}
+
+fn unrecorded(h: &HandlerConfig, c: &Claimed) {
+    tracing::error!(handler = %h.name, delivery = c.delivery, "stopping with the attempt unrecorded; it will be retried after a restart");
+}
+
+fn handed_back(result: crate::store::Result<()>) {
+    if let Err(e) = result {
+        tracing::warn!(
+            "cannot hand back claimed deliveries (they are recovered at the next start): {e}"
+        );
+    }
+}
+
+/// An attempt's record with its number, replay flag, start and duration.
+fn stamp(
+    mut rec: AttemptRecord,
+    c: &Claimed,
+    started_at: i64,
+    clock: std::time::Instant,
+) -> AttemptRecord {
+    rec.attempt = c.attempt;
+    rec.replay = c.replay;
+    rec.started_at = started_at;
+    rec.duration_us = clock.elapsed().as_micros() as i64;
+    rec
 }
 
 fn log_recovered(r: deliveries::Recovered) {

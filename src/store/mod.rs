@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use writer::WriterStats;
+pub use writer::{Pending, WriterStats};
 
 /// Why the store could not do what was asked. Every variant means "not
 /// committed": the HTTP layer answers 503 for all of them.
@@ -236,6 +236,30 @@ impl Store {
         R: Send + 'static,
     {
         self.inner.writer.submit(true, f).await
+    }
+
+    /// Like [`Store::write_lazy`] for a caller on a blocking thread: queues
+    /// `f` and returns at once; the result arrives on the returned receiver
+    /// (`try_recv` to look, `blocking_recv` to wait).
+    pub fn send_lazy<R, F>(&self, f: F) -> Result<Pending<R>>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.inner.writer.enqueue(true, f)
+    }
+
+    /// Like [`Store::write`], waiting on the calling (blocking) thread.
+    pub fn write_blocking<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.inner
+            .writer
+            .enqueue(false, f)?
+            .blocking_recv()
+            .unwrap_or(Err(StoreError::Closed))
     }
 
     /// Runs `f` on a read connection on the blocking pool.

@@ -112,6 +112,9 @@ struct Counters {
     queued: AtomicU64,
 }
 
+/// The result of a queued write, once its transaction has committed.
+pub type Pending<R> = oneshot::Receiver<Result<R, StoreError>>;
+
 pub(super) struct Writer {
     tx: SyncSender<Box<dyn Job>>,
     counters: Arc<Counters>,
@@ -142,15 +145,26 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
+        self.enqueue(lazy, f)?
+            .await
+            .unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Queues `f` and returns where its result will arrive, without waiting.
+    pub fn enqueue<R, F>(&self, lazy: bool, f: F) -> Result<Pending<R>, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Box::new(ClosureJob { f, lazy, reply })) {
             Ok(()) => {
                 self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                Ok(rx)
             }
-            Err(TrySendError::Full(_)) => return Err(StoreError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
+            Err(TrySendError::Full(_)) => Err(StoreError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
         }
-        rx.await.unwrap_or(Err(StoreError::Closed))
     }
 
     pub fn stats(&self) -> WriterStats {
