@@ -73,7 +73,10 @@ pub fn run(spec: &ExecSpec, stdin: Vec<u8>, cancel: &CancellationToken) -> RunOu
 struct Run {
     child: Child,
     pgid: libc::pid_t,
+    /// Opened only when needed (see `leader_done`).
     pidfd: Option<OwnedFd>,
+    /// The last `poll` saw the pidfd readable.
+    leader_ready: bool,
     stdin: Option<ChildStdin>,
     input: Vec<u8>,
     fed: usize,
@@ -114,7 +117,8 @@ impl Run {
             })?;
         let pgid = child.id() as libc::pid_t;
         let mut run = Run {
-            pidfd: pidfd_open(pgid),
+            pidfd: None,
+            leader_ready: false,
             stdin: child.stdin.take(),
             stdout: child.stdout.take(),
             stderr: child.stderr.take(),
@@ -188,8 +192,8 @@ impl Run {
                 Some(s) if !s.killed => s.kill_at,
                 Some(_) => now + GROUP_POLL,
             };
-            self.wait_some(wake);
-            if self.reap() {
+            let progressed = self.wait_some(wake);
+            if self.leader_done(progressed) {
                 let reaped_after = clock.elapsed();
                 let Some(s) = stop else {
                     child::signal_group(self.pgid, libc::SIGKILL);
@@ -236,6 +240,34 @@ impl Run {
         }
     }
 
+    /// Whether the leader has ended, looked at only when it may have: a
+    /// quiet `poll`, closed outputs or a readable pidfd. The pidfd is opened
+    /// only for a leader that closed its outputs and lives on; until then a
+    /// leader whose group still holds the pipes is seen at the next quiet
+    /// `poll` (at most `CANCEL_CHECK`).
+    fn leader_done(&mut self, progressed: bool) -> bool {
+        let outputs_closed = self.stdout.is_none() && self.stderr.is_none();
+        if progressed && !outputs_closed && !self.leader_ready {
+            return false;
+        }
+        if self.reap() {
+            return true;
+        }
+        if outputs_closed {
+            // The pipes close a moment before the exit is reapable.
+            for _ in 0..3 {
+                std::thread::yield_now();
+                if self.reap() {
+                    return true;
+                }
+            }
+            if self.pidfd.is_none() {
+                self.pidfd = pidfd_open(self.pgid);
+            }
+        }
+        false
+    }
+
     /// Whether the leader has been reaped (now or before).
     fn reap(&mut self) -> bool {
         if self.status.is_none() {
@@ -249,8 +281,8 @@ impl Run {
     }
 
     /// One `poll` on everything open, until something happens or `until`;
-    /// then moves the data that is ready.
-    fn wait_some(&mut self, until: Instant) {
+    /// then moves the data that is ready. False when nothing happened.
+    fn wait_some(&mut self, until: Instant) -> bool {
         let feeding = self.fed < self.input.len();
         let mut fds = Vec::with_capacity(4);
         let mut push = |fd: Option<BorrowedFd<'_>>, events| {
@@ -277,14 +309,17 @@ impl Run {
             libc::POLLOUT,
         );
         let mut left = until.saturating_duration_since(Instant::now());
-        if watch_leader && self.pidfd.is_none() {
+        let outputs_closed = self.stdout.is_none() && self.stderr.is_none();
+        if watch_leader && self.pidfd.is_none() && outputs_closed {
+            // No pidfd (kernel before 5.3): look at the leader now and then.
             left = left.min(GROUP_POLL);
         }
         let ms = left.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: `fds` is a valid array of pollfd of the given length.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        self.leader_ready = false;
         if ready <= 0 {
-            return;
+            return false;
         }
         let ready = |fd: i32| {
             fds.iter()
@@ -293,6 +328,7 @@ impl Run {
         };
         let (out_fd, err_fd) = (raw(&self.stdout), raw(&self.stderr));
         let in_fd = raw(&self.stdin);
+        self.leader_ready = watch_leader && ready(raw(&self.pidfd));
         if ready(out_fd) {
             read_into(&mut self.stdout, &mut self.captured[0], self.cap);
         }
@@ -302,6 +338,7 @@ impl Run {
         if feeding && ready(in_fd) {
             self.feed();
         }
+        true
     }
 
     fn feed(&mut self) {
