@@ -612,9 +612,8 @@ async fn a_slow_handler_does_not_starve_another_under_the_global_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_work_pending_loses_nothing_and_retries_the_interrupted_run() {
     // e00 holds the only slot until every event is stored, so finishing it
-    // claims e01 to start and e02, e03 ahead; e01's record claims e04 ahead.
-    // e02 starts and hangs: the crash interrupts one run while two
-    // deliveries wait, claimed but not started.
+    // claims e01 to start and more ahead. e02 starts and hangs: the crash
+    // interrupts one run while deliveries wait, claimed but not started.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let h = sh_script(
@@ -642,20 +641,20 @@ async fn sigkill_with_work_pending_loses_nothing_and_retries_the_interrupted_run
     }
     std::fs::write(dir.join("go"), "").unwrap();
     let stuck = read_pid(&dir.join("stuck.pid")).await;
-    // e02 runs (claimed ahead, then started), e03 and e04 are held, once
-    // e01's record has committed.
-    eventually(LONG, || {
-        let held: (i64, i64, i64) = state_db(dir)
+    // Once e01's record has committed, e02 runs and the slot holds more
+    // deliveries claimed ahead (how many is the dispatcher's business).
+    let held: i64 = eventually(LONG, || {
+        let (succeeded, running): (i64, i64) = state_db(dir)
             .query_row(
-                "SELECT SUM(status = 'running'), SUM(status = 'pending'),
-                        SUM(status = 'running' AND ahead = 1) FROM deliveries",
+                "SELECT SUM(status = 'succeeded'), SUM(status = 'running') FROM deliveries",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        (held == (3, 15, 3)).then_some(())
+        (succeeded == 2 && running >= 3).then_some(running - 1)
     })
     .await;
+    assert!(held >= 2, "{held} held");
     p.kill();
     // The orphaned handler is ours to clean up (the daemon died with -9).
     // SAFETY: killpg on the group our test handler leads.

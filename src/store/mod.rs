@@ -21,10 +21,16 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
 pub use writer::{Pending, WriterStats};
+
+/// How long [`Store::write_lazy`] may hold a write for company.
+const LINGER: Duration = Duration::from_millis(1);
+/// How long [`Store::send_patient`] may hold a write for company.
+pub const PATIENT: Duration = Duration::from_millis(4);
 
 /// Why the store could not do what was asked. Every variant means "not
 /// committed": the HTTP layer answers 503 for all of them.
@@ -153,7 +159,7 @@ pub fn connect(path: &Path, read_only: bool) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", true)?;
     stable_plans(&conn)?;
     if !read_only {
@@ -224,29 +230,38 @@ impl Store {
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.inner.writer.submit(false, f).await
+        self.inner.writer.submit(Duration::ZERO, f).await
     }
 
     /// Like [`Store::write`], for work whose caller is not waiting on the
-    /// latency (a handler's attempt record): the writer may hold it up to a
-    /// millisecond so that several share one commit and its fsync.
+    /// latency (a stream handler's attempt record): the writer may hold it
+    /// up to a millisecond so that several share one commit and its fsync.
     pub async fn write_lazy<R, F>(&self, f: F) -> Result<R>
     where
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.inner.writer.submit(true, f).await
+        self.inner.writer.submit(LINGER, f).await
     }
 
-    /// Like [`Store::write_lazy`] for a caller on a blocking thread: queues
-    /// `f` and returns at once; the result arrives on the returned receiver
+    /// For a caller on a blocking thread that does not need the result
+    /// soon (an exec slot's attempt record): queues `f` and returns at once.
+    /// The writer may hold it up to [`PATIENT`] for company, or until
+    /// [`Store::commit_soon`]; the result arrives on the returned receiver
     /// (`try_recv` to look, `blocking_recv` to wait).
-    pub fn send_lazy<R, F>(&self, f: F) -> Result<Pending<R>>
+    pub fn send_patient<R, F>(&self, f: F) -> Result<Pending<R>>
     where
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.inner.writer.enqueue(true, f)
+        self.inner.writer.enqueue(PATIENT, f)
+    }
+
+    /// Ends the wait of the patient and lazy writes queued so far: an eager
+    /// job with nothing to do joins their batch. For a caller about to
+    /// block on one of them.
+    pub fn commit_soon(&self) {
+        let _ = self.inner.writer.enqueue(Duration::ZERO, |_| Ok(()));
     }
 
     /// Like [`Store::write`], waiting on the calling (blocking) thread.
@@ -257,7 +272,7 @@ impl Store {
     {
         self.inner
             .writer
-            .enqueue(false, f)?
+            .enqueue(Duration::ZERO, f)?
             .blocking_recv()
             .unwrap_or(Err(StoreError::Closed))
     }

@@ -25,8 +25,9 @@ use super::{StoreError, StoreOptions};
 
 /// A unit of work: run against the open transaction, then hear the commit.
 trait Job: Send {
-    /// Whether the job may wait a little for company (see [`LINGER`]).
-    fn lazy(&self) -> bool;
+    /// How long the job may wait for company before its commit (zero:
+    /// commit as soon as possible; see [`gather`]).
+    fn patience(&self) -> Duration;
     fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Deliver>;
     fn abort(self: Box<Self>, err: StoreError);
 }
@@ -38,7 +39,7 @@ trait Deliver: Send {
 
 struct ClosureJob<F, R> {
     f: F,
-    lazy: bool,
+    patience: Duration,
     reply: oneshot::Sender<Result<R, StoreError>>,
 }
 
@@ -52,8 +53,8 @@ where
     F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     R: Send + 'static,
 {
-    fn lazy(&self) -> bool {
-        self.lazy
+    fn patience(&self) -> Duration {
+        self.patience
     }
     fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Deliver> {
         let result = in_savepoint(conn, self.f);
@@ -140,24 +141,27 @@ impl Writer {
         Ok(Writer { tx, counters })
     }
 
-    pub async fn submit<R, F>(&self, lazy: bool, f: F) -> Result<R, StoreError>
+    pub async fn submit<R, F>(&self, patience: Duration, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        self.enqueue(lazy, f)?
+        self.enqueue(patience, f)?
             .await
             .unwrap_or(Err(StoreError::Closed))
     }
 
     /// Queues `f` and returns where its result will arrive, without waiting.
-    pub fn enqueue<R, F>(&self, lazy: bool, f: F) -> Result<Pending<R>, StoreError>
+    pub fn enqueue<R, F>(&self, patience: Duration, f: F) -> Result<Pending<R>, StoreError>
     where
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Box::new(ClosureJob { f, lazy, reply })) {
+        match self
+            .tx
+            .try_send(Box::new(ClosureJob { f, patience, reply }))
+        {
             Ok(()) => {
                 self.counters.queued.fetch_add(1, Ordering::Relaxed);
                 Ok(rx)
@@ -178,25 +182,23 @@ impl Writer {
     }
 }
 
-/// How long a batch of only lazy jobs may wait for more jobs to share its
-/// commit (PostgreSQL's `commit_delay`, for work nobody waits on).
-const LINGER: Duration = Duration::from_millis(1);
 /// Lazy jobs that are company enough to commit at once.
-const LAZY_ENOUGH: usize = 8;
+const LAZY_ENOUGH: usize = 16;
 
-/// Takes `first` and every job already waiting (up to `max_batch`). A batch
-/// of lazy jobs only also waits up to [`LINGER`] for more; any eager job
+/// Takes `first` and every job already waiting (up to `max_batch`). While
+/// every job in the batch is patient, it also waits for more, until the
+/// least patient one's time is up or [`LAZY_ENOUGH`] are together (as
+/// PostgreSQL's `commit_delay`, for work nobody waits on); an eager job
 /// ends the wait.
 fn gather(rx: &Receiver<Box<dyn Job>>, first: Box<dyn Job>, max_batch: usize) -> Vec<Box<dyn Job>> {
-    let deadline = Instant::now() + LINGER;
-    let mut lazy = first.lazy();
+    let mut deadline = Instant::now() + first.patience();
     let mut batch = vec![first];
     while batch.len() < max_batch {
         let next = match rx.try_recv() {
             Ok(j) => j,
             Err(_) => {
                 let now = Instant::now();
-                if !lazy || batch.len() >= LAZY_ENOUGH || now >= deadline {
+                if batch.len() >= LAZY_ENOUGH || now >= deadline {
                     break;
                 }
                 match rx.recv_timeout(deadline - now) {
@@ -205,7 +207,7 @@ fn gather(rx: &Receiver<Box<dyn Job>>, first: Box<dyn Job>, max_batch: usize) ->
                 }
             }
         };
-        lazy &= next.lazy();
+        deadline = deadline.min(Instant::now() + next.patience());
         batch.push(next);
     }
     batch
@@ -284,9 +286,11 @@ fn run(
 mod tests {
     use super::*;
 
-    struct Fake(bool);
+    const LINGER: Duration = Duration::from_millis(1);
+
+    struct Fake(Duration);
     impl Job for Fake {
-        fn lazy(&self) -> bool {
+        fn patience(&self) -> Duration {
             self.0
         }
         fn run(self: Box<Self>, _: &Connection) -> Box<dyn Deliver> {
@@ -296,12 +300,12 @@ mod tests {
     }
 
     fn job(lazy: bool) -> Box<dyn Job> {
-        Box::new(Fake(lazy))
+        Box::new(Fake(if lazy { LINGER } else { Duration::ZERO }))
     }
 
     #[test]
     fn lazy_jobs_wait_for_company_and_an_eager_one_ends_the_wait() {
-        let (tx, rx) = sync_channel(16);
+        let (tx, rx) = sync_channel(64);
         let started = Instant::now();
         let alone = gather(&rx, job(true), 512);
         assert_eq!(alone.len(), 1);

@@ -26,7 +26,7 @@ use crate::store::deliveries::{self, AttemptRecord, Claimed, Next};
 use crate::store::{Pending, StoreError};
 
 /// Deliveries an exec slot holds beyond the one it runs.
-const AHEAD: usize = 2;
+const AHEAD: usize = 4;
 
 /// An attempt record sent to the writer and not yet taken in.
 struct Sent {
@@ -74,6 +74,11 @@ impl Dispatcher {
                 self.take_in(&mut held, Wait::Oldest);
                 continue;
             };
+            if held.queue.is_empty() && !held.sent.is_empty() {
+                // The last delivery held: have the records in flight commit
+                // during this run, so their claims are here when it ends.
+                self.inner.store.commit_soon();
+            }
             if c.ahead {
                 // Before the spawn: from here on a crash counts an attempt.
                 self.inner.started.note(c.delivery);
@@ -133,7 +138,7 @@ impl Dispatcher {
         let rec = Arc::new(rec);
         let job = self.record_job(h, &c, rec.clone(), next, chain);
         Sent {
-            reply: self.inner.store.send_lazy(job),
+            reply: self.inner.store.send_patient(job),
             h: h.clone(),
             c,
             rec,
@@ -163,6 +168,9 @@ impl Dispatcher {
                 return;
             };
             let result = ready.unwrap_or_else(|| {
+                // This slot has nothing left to run: no use holding the
+                // record back for company any longer.
+                self.inner.store.commit_soon();
                 match std::mem::replace(&mut sent.reply, Err(StoreError::Closed)) {
                     Ok(rx) => rx.blocking_recv().unwrap_or(Err(StoreError::Closed)),
                     Err(e) => Err(e),
