@@ -120,6 +120,29 @@ fn drain(dir: &Path, handler: &str, n: usize) -> f64 {
         );
     }
     let secs = t.elapsed().as_secs_f64();
+    if std::env::var("XX_THREADS").is_ok() {
+        let mut per: std::collections::BTreeMap<String, f64> = Default::default();
+        for e in std::fs::read_dir("/proc/self/task").unwrap() {
+            let p = e.unwrap().path();
+            let comm = std::fs::read_to_string(p.join("comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+            let f: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            if f.len() > 13 {
+                let (u, k): (f64, f64) = (f[11].parse().unwrap(), f[12].parse().unwrap());
+                *per.entry(format!("{comm} user")).or_default() += u * 10_000.0 / n as f64;
+                *per.entry(format!("{comm} sys")).or_default() += k * 10_000.0 / n as f64;
+            }
+        }
+        eprintln!("per-thread µs/run: {per:?}");
+    }
     let st = daemon.store.stats();
     rt.block_on(daemon.shutdown());
     assert_eq!(succeeded(dir), n as i64, "every delivery succeeded");

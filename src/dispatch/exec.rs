@@ -5,7 +5,8 @@
 //! up and deadlock), and waits for it under a timeout. It always returns an
 //! outcome — a process that could not start, timed out or was cancelled is
 //! a failed attempt, not an error — and it never returns while the handler's
-//! process group is still alive.
+//! process group is still alive. The work happens in `supervise`; this file
+//! holds what a run is and how it ended.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
