@@ -272,8 +272,8 @@ impl Daemon {
     /// Swaps in a new config: sources (pull ones started, restarted or
     /// stopped), routes, handlers and push listen
     /// addresses change at once; in-flight requests and handler runs are
-    /// not interrupted. The state directory, TLS files and the admin
-    /// address need a restart (the returned notes say so).
+    /// not interrupted. The state directory, TLS files, the admin address
+    /// and the global handler cap need a restart (the returned notes say so).
     pub async fn reload(&self, config: Config) -> Result<Vec<String>, String> {
         let old = self.runtime.load().config.clone();
         let mut notes = Vec::new();
@@ -282,6 +282,11 @@ impl Daemon {
         }
         if old.admin.listen != config.admin.listen {
             notes.push("admin.listen changed; it takes effect at the next restart".to_string());
+        }
+        if old.daemon.max_concurrency != config.daemon.max_concurrency {
+            notes.push(
+                "daemon.max_concurrency changed; it takes effect at the next restart".to_string(),
+            );
         }
         if old.server.tls.as_ref().map(|t| (&t.cert, &t.key))
             != config.server.tls.as_ref().map(|t| (&t.cert, &t.key))

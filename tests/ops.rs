@@ -376,6 +376,33 @@ async fn metrics_parse_and_count_what_flows() {
 }
 
 #[tokio::test]
+async fn reload_says_a_new_global_handler_cap_waits_for_a_restart() {
+    let d = TestDaemon::start(&generic_source("s", "k")).await;
+    let text = std::fs::read_to_string(&d.config_path).unwrap();
+    let same = hookd::config::parse(&text, &d.config_path).unwrap();
+    let notes = d.daemon().reload(same).await.unwrap();
+    assert!(
+        !notes.iter().any(|n| n.contains("max_concurrency")),
+        "{notes:?}"
+    );
+
+    let capped = text.replacen("[daemon]\n", "[daemon]\nmax_concurrency = 3\n", 1);
+    assert_ne!(capped, text);
+    let notes = d
+        .daemon()
+        .reload(hookd::config::parse(&capped, &d.config_path).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("daemon.max_concurrency changed") && n.contains("next restart")),
+        "{notes:?}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
 async fn reload_opens_new_listeners_and_closes_removed_ones() {
     let d = TestDaemon::start(&generic_source("s", "k")).await;
     let first = d.daemon().listening().await;

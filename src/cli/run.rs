@@ -24,9 +24,13 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
+    // Each running exec handler holds a blocking thread (its slot; see
+    // dispatch::queue::exec_slot), so the store's reads keep tokio's
+    // usual 512 beside them. The global cap is fixed when the daemon starts.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hookd")
+        .max_blocking_threads(512 + cfg.daemon.max_concurrency)
         .build()?;
     rt.block_on(serve(path, cfg))
 }
