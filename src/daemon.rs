@@ -337,6 +337,15 @@ impl Daemon {
         self.background_stop.cancel();
         self.admin_stop.cancel();
         while self.other_tasks.join_next().await.is_some() {}
+        match self.store.checkpoint_at_stop().await {
+            Ok(true) => {}
+            Ok(false) => tracing::info!(
+                "a reader kept the WAL busy at stop; SQLite replays it at the next start"
+            ),
+            Err(e) => {
+                tracing::warn!("final WAL checkpoint failed (replayed at the next start): {e}")
+            }
+        }
     }
 
     /// Handler runs going on now.

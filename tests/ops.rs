@@ -376,6 +376,32 @@ async fn metrics_parse_and_count_what_flows() {
 }
 
 #[tokio::test]
+async fn after_a_clean_stop_the_database_file_alone_holds_every_event() {
+    let d = TestDaemon::start(&generic_source("s", "k")).await;
+    let c = reqwest::Client::new();
+    for i in 0..20 {
+        let body = format!(r#"{{"id":"e{i}","type":"t"}}"#);
+        let (st, _) = post_signed(&c, &format!("{}/hooks/s", d.base), "k", &body).await;
+        assert_eq!(st, 200);
+    }
+    let dir = d.stop().await;
+    // What a backup of just `hookd.db` would hold: the file without its WAL.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        dir.path().join("state/hookd.db"),
+        copy.path().join("hookd.db"),
+    )
+    .unwrap();
+    let events: i64 = rusqlite::Connection::open(copy.path().join("hookd.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(events, 20);
+    let wal = std::fs::metadata(dir.path().join("state/hookd.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the WAL was emptied");
+}
+
+#[tokio::test]
 async fn reload_says_a_new_global_handler_cap_waits_for_a_restart() {
     let d = TestDaemon::start(&generic_source("s", "k")).await;
     let text = std::fs::read_to_string(&d.config_path).unwrap();

@@ -107,3 +107,11 @@ pub(super) fn passive(conn: &rusqlite::Connection) -> rusqlite::Result<(i64, i64
         Ok((r.get(1)?, r.get(2)?))
     })
 }
+
+/// Copies the whole WAL into the database and empties it, waiting for
+/// readers (the connection's busy timeout). True when it completed.
+pub(super) fn truncate(conn: &rusqlite::Connection) -> rusqlite::Result<bool> {
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        Ok(r.get::<_, i64>(0)? == 0)
+    })
+}

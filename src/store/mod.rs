@@ -277,6 +277,21 @@ impl Store {
             .unwrap_or(Err(StoreError::Closed))
     }
 
+    /// At a clean stop, once nothing writes any more: moves everything in
+    /// the WAL into the database file and empties the WAL, so the file
+    /// alone holds every committed event (a copy of `hookd.db` is a
+    /// backup). A reader that keeps the WAL busy past the busy timeout
+    /// leaves it for SQLite to replay at the next open; nothing is lost.
+    pub async fn checkpoint_at_stop(&self) -> Result<bool> {
+        let path = self.inner.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = connect(&path, false)?;
+            Ok(checkpoint::truncate(&conn)?)
+        })
+        .await
+        .map_err(|e| StoreError::Failed(format!("checkpoint task failed: {e}")))?
+    }
+
     /// Runs `f` on a read connection on the blocking pool.
     pub async fn read<R, F>(&self, f: F) -> Result<R>
     where
