@@ -18,13 +18,13 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-/// How often `terminate` looks whether the group is empty during the grace.
-const GROUP_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How often `terminate` (and `supervise`) looks whether the group is empty
+/// during the grace.
+pub(super) const GROUP_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Why a handler process could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -325,35 +325,6 @@ impl Captured {
     }
 }
 
-/// Read `reader` to its end, keeping the first `cap` bytes and counting the
-/// rest. Reading never stops early (a child blocked on a full pipe would
-/// never exit) unless `stop` fires; then what was read so far is returned.
-pub async fn capture<R: AsyncRead + Unpin>(
-    mut reader: R,
-    cap: usize,
-    stop: &CancellationToken,
-) -> Captured {
-    let mut captured = Captured::default();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let read = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            read = reader.read(&mut buf) => read,
-        };
-        match read {
-            Ok(0) => break,
-            Ok(n) => captured.push(&buf[..n], cap),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => {
-                tracing::debug!("reading handler output failed: {err}");
-                break;
-            }
-        }
-    }
-    captured
-}
-
 /// One line of output, cut at a maximum length.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Line {
@@ -494,14 +465,5 @@ mod tests {
         ];
         let want: Vec<_> = want.iter().map(|(s, t)| (s.to_string(), *t)).collect();
         assert_eq!(got, want);
-    }
-
-    #[tokio::test]
-    async fn capture_stops_when_told() {
-        let (_writer, reader) = tokio::io::duplex(64);
-        let stop = CancellationToken::new();
-        stop.cancel();
-        let got = capture(reader, 10, &stop).await;
-        assert_eq!(got, Captured::default());
     }
 }

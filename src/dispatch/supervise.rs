@@ -30,7 +30,7 @@ use super::exec::{ExecSpec, ExitKind, PIPE_DRAIN_LIMIT, RunOutcome};
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
 /// How often the group is checked for leftovers during the grace, and the
 /// leader for its exit where the kernel has no pidfd.
-const GROUP_POLL: Duration = Duration::from_millis(20);
+const GROUP_POLL: Duration = child::GROUP_POLL_INTERVAL;
 /// Input up to this size is written at once: a pipe always has room for it.
 const PIPE_BUF: usize = libc::PIPE_BUF;
 /// Bytes read per `read` call.
