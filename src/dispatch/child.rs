@@ -1,10 +1,11 @@
 //! One handler process and everything it started, as a unit.
 //!
-//! Both runners (`exec` and `stream`) need the same three things: start an
-//! argv directly (no shell) with a clean environment in its own process
-//! group, stop that whole group (SIGTERM, then SIGKILL after a grace), and
-//! read its output without ever letting a chatty child fill a pipe and
-//! block. They live here so the two runners cannot drift apart.
+//! Both runners (`exec`, through `supervise`, and `stream`) need the same
+//! things: start an argv directly (no shell) with a clean environment in its
+//! own process group, stop that whole group (SIGTERM, then SIGKILL after a
+//! grace), and keep output within a cap. They live here so the two runners
+//! cannot drift apart; `ProcessGroup` is the async form the stream runner
+//! uses, `supervise` drives the same command from a blocking thread.
 //!
 //! The rule for the group: it lives exactly as long as its leader. When the
 //! leader has exited, whatever it left running in the group is killed with
@@ -13,7 +14,7 @@
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -81,24 +82,9 @@ impl ProcessGroup {
         working_dir: &Path,
         env: &[(String, String)],
     ) -> Result<(ProcessGroup, Pipes), SpawnError> {
-        let (program, args) = argv.split_first().ok_or(SpawnError::EmptyCommand)?;
-        check_working_dir(working_dir)?;
-        let resolved = resolve_program(program, working_dir, env)?;
-        let mut child = Command::new(&resolved)
-            .arg0(program)
-            .args(args)
-            .current_dir(working_dir)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
+        let mut child = Command::from(command(argv, working_dir, env)?)
             .spawn()
-            .map_err(|source| SpawnError::Exec {
-                program: program.clone(),
-                source,
-            })?;
+            .map_err(spawn_failed(argv))?;
         let pipes = take_pipes(&mut child);
         let pgid = child.id().map_or(0, |pid| pid as libc::pid_t);
         let group = ProcessGroup {
@@ -162,6 +148,38 @@ impl Drop for ProcessGroup {
         if !self.reaped {
             self.signal(libc::SIGKILL);
         }
+    }
+}
+
+/// The command that runs `argv` in `working_dir` with exactly `env`, as the
+/// leader of a new process group, with stdin, stdout and stderr piped. The
+/// directory is checked and the program resolved first (see
+/// [`resolve_program`]), so those failures read clearly.
+pub(super) fn command(
+    argv: &[String],
+    working_dir: &Path,
+    env: &[(String, String)],
+) -> Result<std::process::Command, SpawnError> {
+    let (program, args) = argv.split_first().ok_or(SpawnError::EmptyCommand)?;
+    check_working_dir(working_dir)?;
+    let mut cmd = std::process::Command::new(resolve_program(program, working_dir, env)?);
+    cmd.arg0(program)
+        .args(args)
+        .current_dir(working_dir)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    Ok(cmd)
+}
+
+/// Turns the error of spawning [`command`]`(argv, …)` into one naming the program.
+pub(super) fn spawn_failed(argv: &[String]) -> impl FnOnce(io::Error) -> SpawnError + '_ {
+    move |source| SpawnError::Exec {
+        program: argv.first().cloned().unwrap_or_default(),
+        source,
     }
 }
 

@@ -17,8 +17,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, ExitStatus};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
@@ -98,24 +97,9 @@ struct Stop {
 
 impl Run {
     fn spawn(spec: &ExecSpec, input: Vec<u8>) -> Result<Run, SpawnError> {
-        let (program, args) = spec.command.split_first().ok_or(SpawnError::EmptyCommand)?;
-        child::check_working_dir(&spec.working_dir)?;
-        let resolved = child::resolve_program(program, &spec.working_dir, &spec.env)?;
-        let mut child = Command::new(&resolved)
-            .arg0(program)
-            .args(args)
-            .current_dir(&spec.working_dir)
-            .env_clear()
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
+        let mut child = child::command(&spec.command, &spec.working_dir, &spec.env)?
             .spawn()
-            .map_err(|source| SpawnError::Exec {
-                program: program.clone(),
-                source,
-            })?;
+            .map_err(child::spawn_failed(&spec.command))?;
         let pgid = child.id() as libc::pid_t;
         let mut run = Run {
             pidfd: None,
