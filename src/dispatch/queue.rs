@@ -306,9 +306,8 @@ impl Dispatcher {
     /// claims the handler's next due delivery in the same commit, and a
     /// record is sent before the next delivery goes out. (Exec slots do the
     /// same on a thread of their own, holding deliveries claimed ahead: see
-    /// `exec_slot`.) Should this slot hold any claimed ahead, it notes them
-    /// in the start log before they start and hands back untouched what is
-    /// left when it ends.
+    /// `exec_slot`.) What it claimed but did not send when it ends is
+    /// handed back untouched.
     async fn run_slot(&self, mut h: Arc<HandlerConfig>, first: Claimed) -> Arc<HandlerConfig> {
         // A stream delivery is a message to a running process: nothing to
         // hide behind a record, so nothing is held ahead.
@@ -336,10 +335,6 @@ impl Dispatcher {
                     None => break,
                 }
             };
-            if c.ahead {
-                // Before the spawn: from here on a crash counts an attempt.
-                self.inner.started.note(c.delivery);
-            }
             let run = async {
                 if c.attempt > h.max_attempts {
                     exhausted(&c)
@@ -349,27 +344,13 @@ impl Dispatcher {
                 }
             };
             let rec = slot.run_beside_records(run).await;
-            // The config may have been reloaded meanwhile.
-            let want = match self.inner.runtime.load().config.handler(&h.name) {
-                Some(latest) => {
-                    h = Arc::new(latest.clone());
-                    (1 + ahead).saturating_sub(slot.queue.len() + slot.asked)
-                }
-                None => {
-                    removed = true;
-                    0
-                }
-            };
-            // If the slot holds nothing, the first delivery this record
-            // claims is the next to start.
-            let chain = Chain {
-                want,
-                start_now: usize::from(slot.queue.is_empty() && slot.asked == 0),
-            };
+            let want = self.want_after_run(&mut h, ahead, slot.queue.len() + slot.asked);
+            removed = want.is_none();
+            let want = want.unwrap_or(0);
             slot.asked += want;
             let hh = h.clone();
             slot.records.push_back(Box::pin(async move {
-                (want, self.record(&hh, &c, rec, chain).await)
+                (want, self.record(&hh, &c, rec, want).await)
             }));
         }
         h
@@ -410,8 +391,23 @@ impl Dispatcher {
         stamp(from_stream(out), c, started_at, clock)
     }
 
+    /// How many deliveries a slot's record should claim after a run, to hold
+    /// `ahead` beside the next one when it already holds or asked for
+    /// `holding`. Picks up a reloaded config into `h`; `None` when the
+    /// handler is gone from it.
+    fn want_after_run(
+        &self,
+        h: &mut Arc<HandlerConfig>,
+        ahead: usize,
+        holding: usize,
+    ) -> Option<usize> {
+        let latest = self.inner.runtime.load().config.handler(&h.name)?.clone();
+        *h = Arc::new(latest);
+        Some((1 + ahead).saturating_sub(holding))
+    }
+
     /// Stores the attempt and decides what comes next; in the same commit,
-    /// claims up to `chain.want` due deliveries of the handler for this slot
+    /// claims up to `want` due deliveries of the handler for this slot
     /// (unless the dispatcher is stopping), and returns them. Keeps retrying
     /// the write (backing off to every 5 s) while the store is down, holding the slot:
     /// nothing else could be recorded meanwhile. Only when the dispatcher
@@ -422,7 +418,7 @@ impl Dispatcher {
         h: &HandlerConfig,
         c: &Claimed,
         rec: AttemptRecord,
-        chain: Chain,
+        want: usize,
     ) -> Vec<Claimed> {
         let next = self.next_step(h, c, &rec);
         let rec = Arc::new(rec);
@@ -434,7 +430,7 @@ impl Dispatcher {
                 // (A zero sleep still waits for the timer's next tick.)
                 tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             }
-            let job = self.record_job(h, c, rec.clone(), next, chain);
+            let job = self.record_job(h, c, rec.clone(), next, want);
             let result = self.inner.store.write_lazy(job).await;
             if let Some(claimed) = self.recorded(h, c, result) {
                 return claimed;
@@ -479,19 +475,22 @@ impl Dispatcher {
     }
 
     /// The writer job that stores an attempt, moves its delivery on and
-    /// claims the slot's next deliveries, all in one commit.
+    /// claims up to `want` deliveries for the slot, all in one commit. An
+    /// exec slot holds what it claims ahead of running it; a stream slot
+    /// sends it at once.
     fn record_job(
         &self,
         h: &HandlerConfig,
         c: &Claimed,
         rec: Arc<AttemptRecord>,
         next: Next,
-        chain: Chain,
+        want: usize,
     ) -> impl FnOnce(&rusqlite::Connection) -> crate::store::Result<Vec<Claimed>> + Send + 'static
     {
         let delivery = c.delivery;
         let now = timefmt::now_micros();
-        let claim_for = (!self.inner.stop.is_cancelled() && chain.want > 0).then(|| h.name.clone());
+        let claim_for = (!self.inner.stop.is_cancelled() && want > 0).then(|| h.name.clone());
+        let ahead = h.kind == HandlerKind::Exec;
         let rivals = self.rivals_for_the_cap(h);
         move |conn| {
             deliveries::finish(conn, delivery, &rec, next, now)?;
@@ -502,7 +501,7 @@ impl Dispatcher {
                 // Another handler waits for this global slot.
                 return Ok(Vec::new());
             }
-            deliveries::claim(conn, &name, now, chain.want, chain.start_now)
+            deliveries::claim(conn, &name, now, want, ahead)
         }
     }
 
@@ -684,15 +683,6 @@ fn log_recovered(r: deliveries::Recovered) {
             r.handed_back
         );
     }
-}
-
-/// What a slot's attempt record does for the slot's next runs.
-#[derive(Clone, Copy)]
-struct Chain {
-    /// Deliveries to claim for the slot.
-    want: usize,
-    /// How many of those claimed start right away (0 or 1); the rest are ahead.
-    start_now: usize,
 }
 
 /// A record in flight: how many deliveries it asked for, and what it claimed.

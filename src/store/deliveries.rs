@@ -72,20 +72,19 @@ const CLAIM_SQL: &str =
 /// Marks up to `limit` due deliveries of `handler` running and returns them,
 /// oldest due first, all to be started right away.
 pub fn claim_due(conn: &Connection, handler: &str, now: i64, limit: usize) -> Result<Vec<Claimed>> {
-    claim(conn, handler, now, limit, limit)
+    claim(conn, handler, now, limit, false)
 }
 
-/// Like [`claim_due`], but only the first `start_now` are about to start;
-/// the rest are claimed ahead: the dispatcher's start log tells recovery
-/// which of those it started.
+/// Like [`claim_due`]; with `ahead`, the deliveries are held by a slot and
+/// not started yet: the dispatcher's start log tells recovery which of
+/// those it did start.
 pub fn claim(
     conn: &Connection,
     handler: &str,
     now: i64,
     limit: usize,
-    start_now: usize,
+    ahead: bool,
 ) -> Result<Vec<Claimed>> {
-    let ahead = start_now < limit;
     let mut stmt = conn.prepare_cached(CLAIM_SQL)?;
     let ids = stmt
         .query_map(params![handler, now, limit as i64, ahead], |r| {
@@ -102,23 +101,7 @@ pub fn claim(
         out.push(load.query_row([id], claimed_row)?);
     }
     out.sort_by_key(|c| c.delivery);
-    if ahead {
-        for c in out.iter_mut().take(start_now) {
-            mark_started(conn, c.delivery, now)?;
-            c.ahead = false;
-        }
-    }
     Ok(out)
-}
-
-/// A delivery claimed ahead starts right away after all: from now on a
-/// crash counts its run as an interrupted attempt.
-fn mark_started(conn: &Connection, delivery: i64, now: i64) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE deliveries SET ahead = 0, updated_at = ?2 WHERE id = ?1 AND status = 'running'",
-    )?
-    .execute(params![delivery, now])?;
-    Ok(())
 }
 
 fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
@@ -639,7 +622,8 @@ mod tests {
         for i in 2..=4 {
             events::insert(&c, &events::tests::event("s", &format!("e{i}"), &["h"])).unwrap();
         }
-        let got = claim(&c, "h", 2_000, 3, 1).unwrap();
+        let mut got = claim_due(&c, "h", 2_000, 1).unwrap();
+        got.extend(claim(&c, "h", 2_000, 2, true).unwrap());
         let ahead: Vec<bool> = got.iter().map(|d| d.ahead).collect();
         assert_eq!(ahead, [false, true, true], "the first starts, two are held");
         // The start log says the second one was started too.

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot::error::TryRecvError;
 
 use super::{
-    Chain, Dispatcher, KILL_GRACE, OUTPUT_CAP, exhausted, from_exec, handed_back, record_waits_ms,
-    stamp, unrecorded,
+    Dispatcher, KILL_GRACE, OUTPUT_CAP, exhausted, from_exec, handed_back, record_waits_ms, stamp,
+    unrecorded,
 };
 use crate::config::HandlerConfig;
 use crate::dispatch::exec::ExecSpec;
@@ -34,7 +34,8 @@ struct Sent {
     c: Claimed,
     rec: Arc<AttemptRecord>,
     next: Next,
-    chain: Chain,
+    /// Deliveries it asked for.
+    want: usize,
     reply: Result<Pending<Vec<Claimed>>, StoreError>,
 }
 
@@ -89,23 +90,11 @@ impl Dispatcher {
                 self.inner.metrics.dispatched(&h.name);
                 self.run_exec(&h, &c)
             };
-            // The config may have been reloaded meanwhile.
-            let want = match self.inner.runtime.load().config.handler(&h.name) {
-                Some(latest) => {
-                    h = Arc::new(latest.clone());
-                    (1 + AHEAD).saturating_sub(held.queue.len() + held.asked)
-                }
-                None => {
-                    removed = true;
-                    0
-                }
-            };
-            let chain = Chain {
-                want,
-                start_now: usize::from(held.queue.is_empty() && held.asked == 0),
-            };
+            let want = self.want_after_run(&mut h, AHEAD, held.queue.len() + held.asked);
+            removed = want.is_none();
+            let want = want.unwrap_or(0);
             held.asked += want;
-            let sent = self.send_record(&h, c, rec, chain);
+            let sent = self.send_record(&h, c, rec, want);
             held.sent.push_back(sent);
         }
     }
@@ -132,18 +121,18 @@ impl Dispatcher {
         h: &Arc<HandlerConfig>,
         c: Claimed,
         rec: AttemptRecord,
-        chain: Chain,
+        want: usize,
     ) -> Sent {
         let next = self.next_step(h, &c, &rec);
         let rec = Arc::new(rec);
-        let job = self.record_job(h, &c, rec.clone(), next, chain);
+        let job = self.record_job(h, &c, rec.clone(), next, want);
         Sent {
             reply: self.inner.store.send_patient(job),
             h: h.clone(),
             c,
             rec,
             next,
-            chain,
+            want,
         }
     }
 
@@ -177,7 +166,7 @@ impl Dispatcher {
                 }
             });
             waited = true;
-            held.asked -= sent.chain.want;
+            held.asked -= sent.want;
             held.queue.extend(self.settle(&sent, result));
         }
     }
@@ -194,7 +183,7 @@ impl Dispatcher {
                 break;
             }
             std::thread::sleep(Duration::from_millis(wait_ms));
-            let job = self.record_job(&s.h, &s.c, s.rec.clone(), s.next, s.chain);
+            let job = self.record_job(&s.h, &s.c, s.rec.clone(), s.next, s.want);
             if let Some(claimed) = self.recorded(&s.h, &s.c, self.inner.store.write_blocking(job)) {
                 return claimed;
             }
