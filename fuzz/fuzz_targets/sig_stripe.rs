@@ -10,9 +10,5 @@ fuzz_target!(|data: &[u8]| {
     let mut cfg = sig_config("stripe");
     cfg.header = case.text("header");
     let Some(scheme) = build(&cfg) else { return };
-    let covers = Covers {
-        body: true,
-        timestamp: true,
-    };
-    check_scheme(&scheme, &case, covers);
+    check_scheme(&scheme, &case, Covers::BODY_AND_TIME);
 });

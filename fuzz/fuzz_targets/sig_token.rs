@@ -15,9 +15,5 @@ fuzz_target!(|data: &[u8]| {
     );
     cfg.prefix = case.text("prefix");
     let Some(scheme) = build(&cfg) else { return };
-    let covers = Covers {
-        body: false,
-        timestamp: false,
-    };
-    check_scheme(&scheme, &case, covers);
+    check_scheme(&scheme, &case, Covers::NEITHER);
 });

@@ -173,6 +173,27 @@ pub struct Covers {
     pub timestamp: bool,
 }
 
+impl Covers {
+    /// A scheme that signs the body together with a timestamp.
+    pub const BODY_AND_TIME: Covers = Covers {
+        body: true,
+        timestamp: true,
+    };
+    /// A scheme that authenticates neither (a bare token).
+    pub const NEITHER: Covers = Covers {
+        body: false,
+        timestamp: false,
+    };
+}
+
+/// A whole target for a scheme with nothing to configure beyond its name
+/// (the provider presets): build it and run [`check_scheme`].
+pub fn check_preset(data: &[u8], scheme: &str) {
+    let case = Case::parse(data);
+    let scheme = build(&sig_config(scheme)).expect("valid scheme");
+    check_scheme(&scheme, &case, Covers::BODY_AND_TIME);
+}
+
 /// The three checks of the module comment, for one scheme.
 pub fn check_scheme(scheme: &Scheme, case: &Case<'_>, covers: Covers) {
     let keys: Vec<Key> = case
