@@ -557,6 +557,59 @@ async fn per_handler_concurrency_is_respected() {
     d.stop().await;
 }
 
+/// Deliveries of a slow handler are shared out among its slots one run at a
+/// time: a slot whose run ended does not claim the next ones ahead, where a
+/// slot that came free could not take them. While both runs wait on their
+/// gates, the handler has exactly its two runs claimed, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handlers_queue_is_shared_out_among_its_slots() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Each run waits for its gate, then takes 50 ms more: a slow handler
+    // whatever the test's own pace.
+    let gated = sh_script(
+        tmp.path(),
+        "gated",
+        "echo \"$HOOKD_EVENT_ID\" >> order.log\nwhile [ ! -e \"go-$HOOKD_EVENT_ID\" ]; do sleep 0.01; done\nsleep 0.05\n",
+    );
+    let cfg = format!(
+        "{}{}",
+        sources(),
+        // (The timeout only bounds a failing run of this test.)
+        handler(
+            "gated",
+            &["*"],
+            &gated,
+            "concurrency = 2\ntimeout = \"20s\""
+        ),
+    );
+    let d = TestDaemon::start_in(tmp, &cfg).await;
+    let dir = d.dir.path().to_path_buf();
+    let c = reqwest::Client::new();
+    for i in 0..6 {
+        send(&c, &d.base, "s", event(&format!("g{i}"), "t")).await;
+    }
+    let order = dir.join("order.log");
+    let claimed = || -> i64 {
+        state_db(&dir)
+            .query_row(
+                "SELECT COUNT(*) FROM deliveries WHERE handler = 'gated' AND status = 'running'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    for pair in 0..3 {
+        let started = wait_lines(&order, 2 * pair + 2).await;
+        assert_eq!(claimed(), 2, "runs started: {started:?}");
+        for id in &started[2 * pair..] {
+            std::fs::write(dir.join(format!("go-{id}")), "").unwrap();
+        }
+    }
+    all_settled(&dir, LONG).await;
+    assert_eq!(lines(&order).len(), 6, "one run each");
+    d.stop().await;
+}
+
 /// A slow handler whose concurrency fills the global cap must not keep the
 /// cap to itself: when one of its runs ends while another handler has work
 /// waiting, that slot goes to the other handler.
