@@ -11,6 +11,7 @@ mod checkpoint;
 pub mod cursors;
 pub mod deliveries;
 pub mod events;
+mod job_queue;
 pub mod pull_status;
 pub mod rejected;
 pub mod schema;

@@ -1,7 +1,7 @@
 //! The single writer thread and its group commit.
 //!
-//! Jobs arrive on a bounded queue. The thread takes one, then every job
-//! already waiting (up to `max_batch`), runs each inside its own savepoint
+//! Jobs arrive on a bounded queue (`job_queue`). The thread takes one, then
+//! every job already waiting (up to `max_batch`), runs each inside its own savepoint
 //! of one `BEGIN IMMEDIATE … COMMIT`, and only after the commit returns
 //! tells each caller its result. So N concurrent pushes cost one fsync, and
 //! nobody hears "ok" for a change that is not on disk. If the commit fails,
@@ -15,19 +15,16 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::job_queue::{JobQueue, Refused};
 use super::{StoreError, StoreOptions};
 
 /// A unit of work: run against the open transaction, then hear the commit.
 trait Job: Send {
-    /// How long the job may wait for company before its commit (zero:
-    /// commit as soon as possible; see [`gather`]).
-    fn patience(&self) -> Duration;
     fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Deliver>;
     fn abort(self: Box<Self>, err: StoreError);
 }
@@ -39,7 +36,6 @@ trait Deliver: Send {
 
 struct ClosureJob<F, R> {
     f: F,
-    patience: Duration,
     reply: oneshot::Sender<Result<R, StoreError>>,
 }
 
@@ -53,9 +49,6 @@ where
     F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     R: Send + 'static,
 {
-    fn patience(&self) -> Duration {
-        self.patience
-    }
     fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Deliver> {
         let result = in_savepoint(conn, self.f);
         Box::new(Held {
@@ -116,9 +109,28 @@ struct Counters {
 /// The result of a queued write, once its transaction has committed.
 pub type Pending<R> = oneshot::Receiver<Result<R, StoreError>>;
 
+type Jobs = JobQueue<Box<dyn Job>>;
+
 pub(super) struct Writer {
-    tx: SyncSender<Box<dyn Job>>,
+    queue: Arc<Jobs>,
     counters: Arc<Counters>,
+}
+
+impl Drop for Writer {
+    /// The writer thread commits what is queued, then ends.
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+/// Closes the queue when the writer thread ends, even by a panic, so that
+/// callers hear the store is closed instead of waiting.
+struct Abandon(Arc<Jobs>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.abandon();
+    }
 }
 
 impl Writer {
@@ -130,15 +142,15 @@ impl Writer {
     ) -> Result<Writer, String> {
         let identity = file_identity(&path)
             .ok_or_else(|| format!("cannot stat the database {}", path.display()))?;
-        let (tx, rx) = sync_channel::<Box<dyn Job>>(opts.queue.max(1));
+        let queue = Arc::new(JobQueue::new(opts.queue));
         let counters = Arc::new(Counters::default());
-        let c = counters.clone();
+        let (q, c) = (queue.clone(), counters.clone());
         let max_batch = opts.max_batch.max(1);
         std::thread::Builder::new()
             .name("hookd-writer".into())
-            .spawn(move || run(conn, path, identity, rx, max_batch, c, tail_due))
+            .spawn(move || run(conn, path, identity, &q, max_batch, c, tail_due))
             .map_err(|e| format!("cannot start the writer thread: {e}"))?;
-        Ok(Writer { tx, counters })
+        Ok(Writer { queue, counters })
     }
 
     pub async fn submit<R, F>(&self, patience: Duration, f: F) -> Result<R, StoreError>
@@ -158,17 +170,16 @@ impl Writer {
         R: Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        match self
-            .tx
-            .try_send(Box::new(ClosureJob { f, patience, reply }))
-        {
-            Ok(()) => {
-                self.counters.queued.fetch_add(1, Ordering::Relaxed);
-                Ok(rx)
+        // Counted first: the writer may take the job before push returns.
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        let job = Box::new(ClosureJob { f, reply });
+        self.queue.push(job, patience).map(|_| rx).map_err(|e| {
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            match e {
+                Refused::Full => StoreError::Overloaded,
+                Refused::Closed => StoreError::Closed,
             }
-            Err(TrySendError::Full(_)) => Err(StoreError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
-        }
+        })
     }
 
     pub fn stats(&self) -> WriterStats {
@@ -182,36 +193,10 @@ impl Writer {
     }
 }
 
-/// Lazy jobs that are company enough to commit at once.
+/// Lazy jobs that are company enough to commit at once, without waiting
+/// out their patience (as PostgreSQL's `commit_delay` waits only for work
+/// nobody waits on).
 const LAZY_ENOUGH: usize = 16;
-
-/// Takes `first` and every job already waiting (up to `max_batch`). While
-/// every job in the batch is patient, it also waits for more, until the
-/// least patient one's time is up or [`LAZY_ENOUGH`] are together (as
-/// PostgreSQL's `commit_delay`, for work nobody waits on); an eager job
-/// ends the wait.
-fn gather(rx: &Receiver<Box<dyn Job>>, first: Box<dyn Job>, max_batch: usize) -> Vec<Box<dyn Job>> {
-    let mut deadline = Instant::now() + first.patience();
-    let mut batch = vec![first];
-    while batch.len() < max_batch {
-        let next = match rx.try_recv() {
-            Ok(j) => j,
-            Err(_) => {
-                let now = Instant::now();
-                if batch.len() >= LAZY_ENOUGH || now >= deadline {
-                    break;
-                }
-                match rx.recv_timeout(deadline - now) {
-                    Ok(j) => j,
-                    Err(_) => break,
-                }
-            }
-        };
-        deadline = deadline.min(Instant::now() + next.patience());
-        batch.push(next);
-    }
-    batch
-}
 
 fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
@@ -221,13 +206,13 @@ fn run(
     conn: Connection,
     path: PathBuf,
     identity: (u64, u64),
-    rx: Receiver<Box<dyn Job>>,
+    queue: &Arc<Jobs>,
     max_batch: usize,
     counters: Arc<Counters>,
     tail_due: Arc<AtomicBool>,
 ) {
-    while let Ok(first) = rx.recv() {
-        let batch = gather(&rx, first, max_batch);
+    let _abandon = Abandon(queue.clone());
+    while let Some(batch) = queue.take(max_batch, LAZY_ENOUGH) {
         let n = batch.len() as u64;
         counters.queued.fetch_sub(n, Ordering::Relaxed);
         counters.jobs.fetch_add(n, Ordering::Relaxed);
@@ -279,55 +264,5 @@ fn run(
         {
             tracing::debug!("WAL checkpoint on the writer failed (will retry): {e}");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LINGER: Duration = Duration::from_millis(1);
-
-    struct Fake(Duration);
-    impl Job for Fake {
-        fn patience(&self) -> Duration {
-            self.0
-        }
-        fn run(self: Box<Self>, _: &Connection) -> Box<dyn Deliver> {
-            unreachable!()
-        }
-        fn abort(self: Box<Self>, _: StoreError) {}
-    }
-
-    fn job(lazy: bool) -> Box<dyn Job> {
-        Box::new(Fake(if lazy { LINGER } else { Duration::ZERO }))
-    }
-
-    #[test]
-    fn lazy_jobs_wait_for_company_and_an_eager_one_ends_the_wait() {
-        let (tx, rx) = sync_channel(64);
-        let started = Instant::now();
-        let alone = gather(&rx, job(true), 512);
-        assert_eq!(alone.len(), 1);
-        assert!(started.elapsed() >= LINGER, "a lone lazy job waits");
-
-        // Lazy jobs already queued join the batch.
-        for _ in 0..3 {
-            tx.send(job(true)).unwrap();
-        }
-        assert_eq!(gather(&rx, job(true), 512).len(), 4);
-
-        // Enough lazy company, or one eager job, commits at once.
-        for _ in 0..LAZY_ENOUGH {
-            tx.send(job(true)).unwrap();
-        }
-        tx.send(job(false)).unwrap();
-        let batch = gather(&rx, job(true), 512);
-        assert_eq!(batch.len(), LAZY_ENOUGH + 2);
-        // The batch cap still holds.
-        for _ in 0..5 {
-            tx.send(job(false)).unwrap();
-        }
-        assert_eq!(gather(&rx, job(false), 3).len(), 3);
     }
 }
