@@ -105,17 +105,33 @@ async fn missing_program_is_a_readable_spawn_failure() {
     }
 }
 
+/// The directory is looked at only when the spawn fails; the failure
+/// still names it, whether the program is looked up in PATH or given as a
+/// path, and whether the directory is missing or a file.
 #[tokio::test]
 async fn missing_working_dir_is_a_readable_spawn_failure() {
     let dir = TempDir::new().unwrap();
-    let mut spec = spec(dir.path(), argv(&["true"]));
-    spec.working_dir = dir.path().join("gone");
-    let out = run(&spec, vec![], CancellationToken::new()).await;
-    let want = format!(
-        "could not start: working directory {} is not usable: No such file or directory (os error 2)",
-        spec.working_dir.display()
-    );
-    assert_eq!(out.describe(), want);
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    let cases = [
+        ("gone", "true", "No such file or directory (os error 2)"),
+        (
+            "gone",
+            "/bin/true",
+            "No such file or directory (os error 2)",
+        ),
+        ("file", "true", "not a directory"),
+        ("file", "/bin/true", "not a directory"),
+    ];
+    for (working_dir, program, why) in cases {
+        let mut spec = spec(dir.path(), argv(&[program]));
+        spec.working_dir = dir.path().join(working_dir);
+        let out = run(&spec, vec![], CancellationToken::new()).await;
+        let want = format!(
+            "could not start: working directory {} is not usable: {why}",
+            spec.working_dir.display()
+        );
+        assert_eq!(out.describe(), want, "{program} in {working_dir}");
+    }
 }
 
 #[tokio::test]

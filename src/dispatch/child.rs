@@ -84,7 +84,7 @@ impl ProcessGroup {
     ) -> Result<(ProcessGroup, Pipes), SpawnError> {
         let mut child = Command::from(command(argv, working_dir, env)?)
             .spawn()
-            .map_err(spawn_failed(argv))?;
+            .map_err(spawn_failed(argv, working_dir))?;
         let pipes = take_pipes(&mut child);
         let pgid = child.id().map_or(0, |pid| pid as libc::pid_t);
         let group = ProcessGroup {
@@ -153,16 +153,18 @@ impl Drop for ProcessGroup {
 
 /// The command that runs `argv` in `working_dir` with exactly `env`, as the
 /// leader of a new process group, with stdin, stdout and stderr piped. The
-/// directory is checked and the program resolved first (see
-/// [`resolve_program`]), so those failures read clearly.
+/// program is resolved first (see [`resolve_program`]); the directory is
+/// looked at only when the spawn fails (see [`spawn_failed`]), not on every
+/// run.
 pub(super) fn command(
     argv: &[String],
     working_dir: &Path,
     env: &[(String, String)],
 ) -> Result<std::process::Command, SpawnError> {
     let (program, args) = argv.split_first().ok_or(SpawnError::EmptyCommand)?;
-    check_working_dir(working_dir)?;
-    let mut cmd = std::process::Command::new(resolve_program(program, working_dir, env)?);
+    let resolved = resolve_program(program, working_dir, env)
+        .map_err(|e| check_working_dir(working_dir).err().unwrap_or(e))?;
+    let mut cmd = std::process::Command::new(resolved);
     cmd.arg0(program)
         .args(args)
         .current_dir(working_dir)
@@ -175,11 +177,19 @@ pub(super) fn command(
     Ok(cmd)
 }
 
-/// Turns the error of spawning [`command`]`(argv, …)` into one naming the program.
-pub(super) fn spawn_failed(argv: &[String]) -> impl FnOnce(io::Error) -> SpawnError + '_ {
-    move |source| SpawnError::Exec {
-        program: argv.first().cloned().unwrap_or_default(),
-        source,
+/// Turns the error of spawning [`command`]`(argv, working_dir, …)` into
+/// one naming the culprit: the working directory when it is missing or not
+/// a directory, else the program.
+pub(super) fn spawn_failed<'a>(
+    argv: &'a [String],
+    working_dir: &'a Path,
+) -> impl FnOnce(io::Error) -> SpawnError + 'a {
+    move |source| match check_working_dir(working_dir) {
+        Err(bad_dir) => bad_dir,
+        Ok(()) => SpawnError::Exec {
+            program: argv.first().cloned().unwrap_or_default(),
+            source,
+        },
     }
 }
 

@@ -99,7 +99,7 @@ impl Run {
     fn spawn(spec: &ExecSpec, input: Vec<u8>) -> Result<Run, SpawnError> {
         let mut child = child::command(&spec.command, &spec.working_dir, &spec.env)?
             .spawn()
-            .map_err(child::spawn_failed(&spec.command))?;
+            .map_err(child::spawn_failed(&spec.command, &spec.working_dir))?;
         let pgid = child.id() as libc::pid_t;
         let mut run = Run {
             pidfd: None,
