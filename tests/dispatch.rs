@@ -574,7 +574,6 @@ async fn a_slow_handlers_queue_is_shared_out_among_its_slots() {
     let cfg = format!(
         "{}{}",
         sources(),
-        // (The timeout only bounds a failing run of this test.)
         handler(
             "gated",
             &["*"],
