@@ -3,12 +3,12 @@
 //! A job may be patient: its caller needs the result a little later (an
 //! exec slot's attempt record, which it reads after the next run), and the
 //! writer may hold the commit back for company (see [`JobQueue::take`]). A
-//! channel would
-//! wake the writer for every job, patient or not, only for it to see there
-//! is still time and go back to sleep: two context switches per job, on
-//! the two cores the handlers need. This queue knows what the writer waits
-//! for and wakes it only then: for a first job, an eager one, one due
-//! before the writer's wake-up, or enough company.
+//! channel would wake the writer for every job, patient or not, only for it
+//! to see there is still time and go back to sleep: two context switches
+//! per job, on the two cores the handlers need. This queue knows what the
+//! writer waits for and wakes it only then: for a first job, an eager one,
+//! one due before the writer's wake-up, enough company, or a caller that
+//! cannot wait any longer ([`JobQueue::hurry`]).
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -41,6 +41,8 @@ struct Item<T> {
 struct State<T> {
     items: VecDeque<Item<T>>,
     writer: Writer,
+    /// What is queued or in the writer's hand is due now.
+    hurried: bool,
     closed: bool,
 }
 
@@ -56,6 +58,7 @@ impl<T> JobQueue<T> {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 writer: Writer::Busy,
+                hurried: false,
                 closed: false,
             }),
             wake: Condvar::new(),
@@ -92,6 +95,23 @@ impl<T> JobQueue<T> {
             self.wake.notify_one();
         }
         Ok(wake)
+    }
+
+    /// Makes every job queued so far, and the batch the writer lingers
+    /// over, due now: for a caller about to block on one of them.
+    pub fn hurry(&self) {
+        let mut st = self.lock();
+        let lingering = matches!(st.writer, Writer::Lingering { .. });
+        if st.items.is_empty() && !lingering {
+            // Nothing waits for company: the jobs are committing or done.
+            return;
+        }
+        st.hurried = true;
+        if lingering {
+            st.writer = Writer::Busy;
+            drop(st);
+            self.wake.notify_one();
+        }
     }
 
     /// Ends the queue: later pushes are refused, and the writer, once it
@@ -137,7 +157,7 @@ impl<T> JobQueue<T> {
             }
             let now = Instant::now();
             let until = until.unwrap_or(now);
-            if items.len() >= max.min(enough) || now >= until || st.closed {
+            if items.len() >= max.min(enough) || now >= until || st.hurried || st.closed {
                 break;
             }
             st.writer = Writer::Lingering {
@@ -151,6 +171,8 @@ impl<T> JobQueue<T> {
                 .unwrap_or_else(|p| p.into_inner().0);
         }
         st.writer = Writer::Busy;
+        // Jobs left queued (beyond `max`) stay hurried for the next batch.
+        st.hurried &= !st.items.is_empty();
         Some(items)
     }
 }
@@ -229,6 +251,28 @@ mod tests {
         }
         assert!(q.push(1, SOON).unwrap(), "due before the wake-up");
         assert_eq!(writer.join().unwrap(), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_hurried_batch_commits_at_once() {
+        let q = std::sync::Arc::new(JobQueue::new(64));
+        q.hurry();
+        q.push(1, LATER).unwrap();
+        let t = Instant::now();
+        q.hurry();
+        assert_eq!(q.take(64, 16).unwrap(), vec![1], "queued before the take");
+        q.push(2, LATER).unwrap();
+        let writer = {
+            let q = q.clone();
+            std::thread::spawn(move || q.take(64, 16).unwrap())
+        };
+        while !matches!(q.lock().writer, Writer::Lingering { .. }) {
+            std::thread::yield_now();
+        }
+        q.hurry();
+        assert_eq!(writer.join().unwrap(), vec![2], "in the writer's hand");
+        assert!(t.elapsed() < LATER);
+        assert!(!q.lock().hurried, "a hurry ends with its batch");
     }
 
     #[test]

@@ -258,11 +258,11 @@ impl Store {
         self.inner.writer.enqueue(PATIENT, f)
     }
 
-    /// Ends the wait of the patient and lazy writes queued so far: an eager
-    /// job with nothing to do joins their batch. For a caller about to
-    /// block on one of them.
+    /// Ends the wait of the patient and lazy writes queued so far (and of
+    /// the batch the writer holds for company). For a caller about to block
+    /// on one of them.
     pub fn commit_soon(&self) {
-        let _ = self.inner.writer.enqueue(Duration::ZERO, |_| Ok(()));
+        self.inner.writer.hurry();
     }
 
     /// Like [`Store::write`], waiting on the calling (blocking) thread.

@@ -1,11 +1,11 @@
 //! The single writer thread and its group commit.
 //!
 //! Jobs arrive on a bounded queue (`job_queue`). The thread takes one, then
-//! every job already waiting (up to `max_batch`), runs each inside its own savepoint
-//! of one `BEGIN IMMEDIATE … COMMIT`, and only after the commit returns
-//! tells each caller its result. So N concurrent pushes cost one fsync, and
-//! nobody hears "ok" for a change that is not on disk. If the commit fails,
-//! every job of the batch hears the error.
+//! every job already waiting (up to `max_batch`), runs each inside its own
+//! savepoint of one `BEGIN IMMEDIATE … COMMIT`, and only after the commit
+//! returns tells each caller its result. So N concurrent pushes cost one
+//! fsync, and nobody hears "ok" for a change that is not on disk. If the
+//! commit fails, every job of the batch hears the error.
 //!
 //! Before each batch the writer checks that the database file it has open
 //! is still the one at its path: if the state directory was removed or
@@ -180,6 +180,11 @@ impl Writer {
                 Refused::Closed => StoreError::Closed,
             }
         })
+    }
+
+    /// Ends the wait for company of the writes queued so far.
+    pub fn hurry(&self) {
+        self.queue.hurry();
     }
 
     pub fn stats(&self) -> WriterStats {
