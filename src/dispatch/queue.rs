@@ -359,16 +359,9 @@ impl Dispatcher {
     /// Returns deliveries claimed ahead but never started to the queue, as
     /// they were: no attempt is counted.
     async fn hand_back(&self, claimed: VecDeque<Claimed>) {
-        if claimed.is_empty() {
-            return;
+        if let Some(job) = unclaim_job(&claimed) {
+            handed_back(self.inner.store.write(job).await);
         }
-        let ids: Vec<i64> = claimed.iter().map(|c| c.delivery).collect();
-        let result = self
-            .inner
-            .store
-            .write(move |conn| deliveries::unclaim(conn, &ids))
-            .await;
-        handed_back(result);
     }
 
     fn finished(&self, handler: &str) {
@@ -646,6 +639,14 @@ fn record_waits_ms() -> impl Iterator<Item = u64> {
 
 fn unrecorded(h: &HandlerConfig, c: &Claimed) {
     tracing::error!(handler = %h.name, delivery = c.delivery, "stopping with the attempt unrecorded; it will be retried after a restart");
+}
+
+/// The writer job that hands `claimed` back (see `hand_back`), if any.
+fn unclaim_job(
+    claimed: &VecDeque<Claimed>,
+) -> Option<impl FnOnce(&rusqlite::Connection) -> crate::store::Result<()> + Send + 'static> {
+    let ids: Vec<i64> = claimed.iter().map(|c| c.delivery).collect();
+    (!ids.is_empty()).then_some(move |conn: &rusqlite::Connection| deliveries::unclaim(conn, &ids))
 }
 
 fn handed_back(result: crate::store::Result<()>) {

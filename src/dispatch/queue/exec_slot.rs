@@ -17,12 +17,12 @@ use tokio::sync::oneshot::error::TryRecvError;
 
 use super::{
     Dispatcher, KILL_GRACE, OUTPUT_CAP, exhausted, from_exec, handed_back, record_waits_ms, stamp,
-    unrecorded,
+    unclaim_job, unrecorded,
 };
 use crate::config::HandlerConfig;
 use crate::dispatch::exec::ExecSpec;
 use crate::dispatch::{envelope, supervise};
-use crate::store::deliveries::{self, AttemptRecord, Claimed, Next};
+use crate::store::deliveries::{AttemptRecord, Claimed, Next};
 use crate::store::{Pending, StoreError};
 
 /// Deliveries an exec slot holds beyond the one it runs, at most.
@@ -211,15 +211,9 @@ impl Dispatcher {
 
     /// `hand_back`, from this thread.
     fn hand_back_now(&self, claimed: VecDeque<Claimed>) {
-        if claimed.is_empty() {
-            return;
+        if let Some(job) = unclaim_job(&claimed) {
+            handed_back(self.inner.store.write_blocking(job));
         }
-        let ids: Vec<i64> = claimed.iter().map(|c| c.delivery).collect();
-        handed_back(
-            self.inner
-                .store
-                .write_blocking(move |conn| deliveries::unclaim(conn, &ids)),
-        );
     }
 }
 
