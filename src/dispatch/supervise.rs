@@ -336,9 +336,7 @@ impl Run {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => {
-                if err.kind() != io::ErrorKind::BrokenPipe {
-                    tracing::debug!("writing the envelope to the handler's stdin failed: {err}");
-                }
+                stdin_failed(&err);
                 self.fed = self.input.len();
             }
         }
@@ -382,10 +380,16 @@ fn raw<T: AsRawFd>(fd: &Option<T>) -> i32 {
 }
 
 fn write_ignoring_epipe(stdin: &mut ChildStdin, data: &[u8]) {
-    match stdin.write_all(data) {
-        Ok(()) => {}
-        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(err) => tracing::debug!("writing the envelope to the handler's stdin failed: {err}"),
+    if let Err(err) = stdin.write_all(data) {
+        stdin_failed(&err);
+    }
+}
+
+/// A handler that exits without reading its envelope is fine: EPIPE is not
+/// an error here, the exit status tells the story.
+fn stdin_failed(err: &io::Error) {
+    if err.kind() != io::ErrorKind::BrokenPipe {
+        tracing::debug!("writing the envelope to the handler's stdin failed: {err}");
     }
 }
 
