@@ -14,6 +14,7 @@
 //!
 //!   cargo bench --bench dispatch
 //!   HOOKD_BENCH_N=5000 HOOKD_BENCH_STREAM_N=200000 HOOKD_BENCH_RATE=1000 HOOKD_BENCH_SECS=10 cargo bench --bench dispatch
+//!   HOOKD_BENCH_ONLY=exec HOOKD_BENCH_THREADS=1 cargo bench --bench dispatch   # and CPU per run by thread
 
 use std::io::Write;
 use std::path::Path;
@@ -120,28 +121,8 @@ fn drain(dir: &Path, handler: &str, n: usize) -> f64 {
         );
     }
     let secs = t.elapsed().as_secs_f64();
-    if std::env::var("XX_THREADS").is_ok() {
-        let mut per: std::collections::BTreeMap<String, f64> = Default::default();
-        for e in std::fs::read_dir("/proc/self/task").unwrap() {
-            let p = e.unwrap().path();
-            let comm = std::fs::read_to_string(p.join("comm"))
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
-            let f: Vec<&str> = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .collect();
-            if f.len() > 13 {
-                let (u, k): (f64, f64) = (f[11].parse().unwrap(), f[12].parse().unwrap());
-                *per.entry(format!("{comm} user")).or_default() += u * 10_000.0 / n as f64;
-                *per.entry(format!("{comm} sys")).or_default() += k * 10_000.0 / n as f64;
-            }
-        }
-        eprintln!("per-thread µs/run: {per:?}");
+    if std::env::var_os("HOOKD_BENCH_THREADS").is_some() {
+        eprintln!("  CPU µs per run by thread: {:?}", cpu_by_thread(n));
     }
     let st = daemon.store.stats();
     rt.block_on(daemon.shutdown());
@@ -153,6 +134,38 @@ fn drain(dir: &Path, handler: &str, n: usize) -> f64 {
         st.jobs as f64 / st.commits.max(1) as f64
     );
     secs
+}
+
+/// CPU µs per run (over `runs`) spent by each of this process's live
+/// threads, user and system apart, grouped by thread name. Counted since
+/// each thread started: the daemon's threads are its own, the main thread
+/// also carries the preload and the baseline.
+fn cpu_by_thread(runs: usize) -> std::collections::BTreeMap<String, u64> {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let per_run = |t: f64| t / ticks * 1e6 / runs as f64;
+    let mut per = std::collections::BTreeMap::<String, f64>::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let p = task.unwrap().path();
+        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+        // Fields after the name in parentheses: utime and stime are the 12th and 13th.
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if let (Some(u), Some(k)) = (f.get(11), f.get(12)) {
+            for (kind, t) in [("user", u), ("sys", k)] {
+                let t: f64 = t.parse().unwrap_or(0.0);
+                *per.entry(format!("{} {kind}", name.trim())).or_default() += per_run(t);
+            }
+        }
+    }
+    per.into_iter()
+        .map(|(k, v)| (k, v.round() as u64))
+        .collect()
 }
 
 /// hookd's exec runner without the queue or the store, as an exec slot
