@@ -41,7 +41,7 @@ fn config(dir: &Path, handler: &str) -> hookd::config::Config {
 
 /// Stores `n` events routed to handler `h` before the daemon starts.
 fn preload(dir: &Path, n: usize, h: &str) {
-    let rt = runtime(2);
+    let rt = runtime(2, "preload");
     let store = Store::open(&dir.join("state"), StoreOptions::default()).unwrap();
     rt.block_on(async {
         let mut tasks = Vec::new();
@@ -104,7 +104,7 @@ fn open_work(c: &rusqlite::Connection) -> bool {
 
 /// Starts the daemon on preloaded work; returns seconds until all `n` succeeded.
 fn drain(dir: &Path, handler: &str, n: usize) -> f64 {
-    let rt = runtime(2);
+    let rt = runtime(2, "hookd");
     let daemon = rt
         .block_on(Daemon::start(config(dir, handler), Default::default()))
         .unwrap();
@@ -337,7 +337,7 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 fn latency_bench(rate: u64, secs: u64) {
     use hmac::{Hmac, KeyInit, Mac};
     let dir = tempfile::tempdir().unwrap();
-    let rt = runtime(2);
+    let rt = runtime(2, "hookd");
     let cfg = config(
         dir.path(),
         "[[handler]]\nname = \"t\"\ncommand = [\"/bin/true\"]\nconcurrency = 4\n",

@@ -35,7 +35,7 @@ fn sign(body: &[u8]) -> String {
 
 /// Drives `conns` connections at `url` for `secs`; returns (ok, errors).
 fn load(url: String, conns: usize, secs: u64, run_id: &str) -> (u64, u64) {
-    let rt = runtime(2);
+    let rt = runtime(2, "load");
     rt.block_on(async move {
         let ok = Arc::new(AtomicU64::new(0));
         let bad = Arc::new(AtomicU64::new(0));
@@ -118,9 +118,9 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
 
     let rounds = env_num("HOOKD_BENCH_ROUNDS", 2);
-    let bare_rt = runtime(2);
+    let bare_rt = runtime(2, "bare");
     let bare = bare_server(&bare_rt);
-    let hookd_rt = runtime(2);
+    let hookd_rt = runtime(2, "hookd");
     let daemon = hookd_server(&hookd_rt, dir.path());
     let bare_url = format!("http://{bare}/hooks/bench");
     let url = format!("http://{}/hooks/bench", daemon.push_addrs[0]);

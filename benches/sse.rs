@@ -78,7 +78,7 @@ fn server(rt: &tokio::runtime::Runtime, n: u64) -> SocketAddr {
 
 /// The same stream through the same transport and parser, events discarded.
 fn baseline(addr: SocketAddr, n: u64) -> f64 {
-    let rt = runtime(2);
+    let rt = runtime(2, "baseline");
     rt.block_on(async move {
         let http = hookd::source::pull::http_client().unwrap();
         let transport = hookd::source::transport::ReqwestTransport::new(
@@ -109,7 +109,7 @@ fn baseline(addr: SocketAddr, n: u64) -> f64 {
 
 /// hookd storing the stream; returns events/s and the writer's commits.
 fn hookd_run(addr: SocketAddr, n: u64, dir: &std::path::Path) -> (f64, u64, u64) {
-    let rt = runtime(2);
+    let rt = runtime(2, "hookd");
     let cfg = config(
         dir,
         &format!(
@@ -146,7 +146,7 @@ idle_timeout = "60s"
 
 fn main() {
     let n = env_num("HOOKD_BENCH_EVENTS", 200_000);
-    let server_rt = runtime(1);
+    let server_rt = runtime(1, "sse-server");
     let addr = server(&server_rt, n);
     // Warm the server and the loopback path once.
     baseline(addr, n.min(10_000));

@@ -11,10 +11,12 @@ pub fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// A multi-thread runtime with `threads` workers.
-pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
+/// A multi-thread runtime with `threads` workers named `name` (so a
+/// profile or `top -H` tells the target, the baseline and the load apart).
+pub fn runtime(threads: usize, name: &str) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        .thread_name(name)
         .enable_all()
         .build()
         .unwrap()
