@@ -128,6 +128,7 @@ fn main() {
     // hurts both sides alike. Fresh ids each run: every request is a new event.
     load(bare_url.clone(), conns, 1, "warm-bare");
     load(url.clone(), conns, 1, "warmup");
+    let warm = daemon.store.stats();
     let (mut bare_ok, mut bare_bad, mut bare_secs) = (0, 0, 0.0);
     let (mut ok, mut bad, mut elapsed) = (0, 0, 0.0);
     for round in 0..rounds {
@@ -140,7 +141,7 @@ fn main() {
         elapsed += started.elapsed().as_secs_f64();
         (ok, bad) = (ok + o, bad + b);
     }
-    let stats = daemon.store.stats();
+    let end = daemon.store.stats();
     hookd_rt.block_on(daemon.shutdown());
 
     let (bare_rate, rate) = (bare_ok as f64 / bare_secs, ok as f64 / elapsed);
@@ -150,10 +151,22 @@ fn main() {
     println!("  bare axum endpoint : {bare_rate:>10.0} req/s ({bare_bad} errors)");
     println!("  hookd (hmac+SQLite): {rate:>10.0} req/s ({bad} errors), synchronous=FULL");
     println!("  ratio hookd / bare : {:>10.2}", rate / bare_rate);
+    let (commits, jobs) = (end.commits - warm.commits, end.jobs - warm.jobs);
+    let per_commit = |d: Duration| d.as_secs_f64() * 1e6 / commits.max(1) as f64;
+    let (run, commit) = (
+        end.run_time - warm.run_time,
+        end.commit_time - warm.commit_time,
+    );
     println!(
-        "  group commit       : {} commits for {} writes ({:.1} writes per fsync)",
-        stats.commits,
-        stats.jobs,
-        stats.jobs as f64 / stats.commits.max(1) as f64
+        "  group commit       : {commits} commits for {jobs} writes ({:.1} writes per fsync)",
+        jobs as f64 / commits.max(1) as f64
+    );
+    // The writer is one thread: when it is busy most of the time, batches
+    // (not HTTP) set the pace.
+    println!(
+        "  writer per commit  : {:.0} µs running the writes + {:.0} µs in COMMIT (WAL write, fsync); busy {:.0}% of the hookd runs",
+        per_commit(run),
+        per_commit(commit),
+        (run + commit).as_secs_f64() / elapsed * 100.0
     );
 }

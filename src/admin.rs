@@ -61,6 +61,14 @@ async fn stopped_sources(store: &Store) -> Option<String> {
     (!stopped.is_empty()).then_some(stopped)
 }
 
+/// Raises a seconds counter to the writer's running total.
+fn catch_up(counter: &crate::metrics::Seconds, total: std::time::Duration) {
+    let behind = total.as_secs_f64() - counter.get();
+    if behind > 0.0 {
+        counter.inc_by(behind);
+    }
+}
+
 async fn metrics(State(s): State<AdminState>) -> Response {
     let st = s.store.stats();
     // The store counters are read from the writer at scrape time.
@@ -69,6 +77,8 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         .store_commits
         .inc_by(st.commits.saturating_sub(commits));
     s.metrics.store_jobs.inc_by(st.jobs.saturating_sub(jobs));
+    catch_up(&s.metrics.store_run_seconds, st.run_time);
+    catch_up(&s.metrics.store_commit_seconds, st.commit_time);
     (
         [(
             header::CONTENT_TYPE,

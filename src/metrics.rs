@@ -15,6 +15,9 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
 
+/// A counter of seconds.
+pub type Seconds = Counter<f64, std::sync::atomic::AtomicU64>;
+
 /// Histogram constructor with fixed latency buckets (100 µs … ~52 s).
 #[derive(Clone)]
 pub struct Buckets;
@@ -44,6 +47,8 @@ pub struct Metrics {
     pub queue_oldest_seconds: Gauge,
     pub store_commits: Counter,
     pub store_jobs: Counter,
+    pub store_run_seconds: Seconds,
+    pub store_commit_seconds: Seconds,
     pull_events: Family<Labels, Counter>,
     pull_errors: Family<Labels, Counter>,
     reconnects: Family<Labels, Counter>,
@@ -85,6 +90,8 @@ impl Metrics {
             queue_oldest_seconds: Gauge::default(),
             store_commits: Counter::default(),
             store_jobs: Counter::default(),
+            store_run_seconds: Seconds::default(),
+            store_commit_seconds: Seconds::default(),
             pull_events: Family::default(),
             pull_errors: Family::default(),
             reconnects: Family::default(),
@@ -158,6 +165,16 @@ impl Metrics {
             "store_jobs",
             "Writes committed by the store writer",
             m.store_jobs.clone(),
+        );
+        registry.register(
+            "store_run_seconds",
+            "Time the store writer spent running writes inside its transactions",
+            m.store_run_seconds.clone(),
+        );
+        registry.register(
+            "store_commit_seconds",
+            "Time the store writer spent committing: writing the WAL and waiting for fsync",
+            m.store_commit_seconds.clone(),
         );
         registry.register(
             "pull_events",

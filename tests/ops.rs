@@ -361,6 +361,17 @@ async fn metrics_parse_and_count_what_flows() {
         metric(&m, "hookd_handler_duration_seconds_count{handler=\"h\"}"),
         5.0
     );
+    // The writer's time is read at scrape time: the writes above took some.
+    for series in [
+        "hookd_store_run_seconds_total",
+        "hookd_store_commit_seconds_total",
+    ] {
+        assert!(
+            metric(&m, series) > metric(&before, series),
+            "{series} did not grow"
+        );
+    }
+    assert!(metric(&m, "hookd_store_commits_total") >= 1.0);
     for path in ["/healthz", "/readyz"] {
         assert_eq!(
             c.get(format!("{admin}{path}"))

@@ -15,7 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -96,6 +96,10 @@ pub struct WriterStats {
     pub jobs: u64,
     pub failed_commits: u64,
     pub queued: u64,
+    /// Time spent running the jobs of batches, inside their transactions.
+    pub run_time: Duration,
+    /// Time spent in `COMMIT`: writing the WAL and waiting for its fsync.
+    pub commit_time: Duration,
 }
 
 #[derive(Default)]
@@ -104,6 +108,18 @@ struct Counters {
     jobs: AtomicU64,
     failed_commits: AtomicU64,
     queued: AtomicU64,
+    run_nanos: AtomicU64,
+    commit_nanos: AtomicU64,
+}
+
+impl Counters {
+    /// Adds the time since `from` to `counter`; returns now.
+    fn time(counter: &AtomicU64, from: Instant) -> Instant {
+        let now = Instant::now();
+        let spent = u64::try_from((now - from).as_nanos()).unwrap_or(u64::MAX);
+        counter.fetch_add(spent, Ordering::Relaxed);
+        now
+    }
 }
 
 /// The result of a queued write, once its transaction has committed.
@@ -194,6 +210,8 @@ impl Writer {
             jobs: c.jobs.load(Ordering::Relaxed),
             failed_commits: c.failed_commits.load(Ordering::Relaxed),
             queued: c.queued.load(Ordering::Relaxed),
+            run_time: Duration::from_nanos(c.run_nanos.load(Ordering::Relaxed)),
+            commit_time: Duration::from_nanos(c.commit_nanos.load(Ordering::Relaxed)),
         }
     }
 }
@@ -236,6 +254,7 @@ fn run(
             batch.into_iter().for_each(|j| j.abort(err.clone()));
             continue;
         }
+        let began = Instant::now();
         let mut held: Vec<Box<dyn Deliver>> = Vec::with_capacity(batch.len());
         let mut jobs = batch.into_iter();
         // SQLite rolls the whole transaction back by itself on some errors
@@ -246,6 +265,7 @@ fn run(
             let Some(job) = jobs.next() else { break };
             held.push(job.run(&conn));
         }
+        let ran = Counters::time(&counters.run_nanos, began);
         let rolled_back =
             StoreError::Unavailable("the transaction was rolled back by SQLite".into());
         let commit = if conn.is_autocommit() {
@@ -255,6 +275,7 @@ fn run(
             conn.execute_batch("COMMIT")
                 .map_err(StoreError::from_sqlite)
         };
+        Counters::time(&counters.commit_nanos, ran);
         if commit.is_err() {
             counters.failed_commits.fetch_add(1, Ordering::Relaxed);
             let _ = conn.execute_batch("ROLLBACK");
