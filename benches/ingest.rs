@@ -6,7 +6,10 @@
 //! pre-signed requests carrying unique ids. hookd runs with its real config
 //! path: HMAC verification, extraction, SQLite with `synchronous=FULL` and
 //! group commit. The bare endpoint only reads the body and answers 200.
-//! Reported: requests/s of each, and hookd as a fraction of the baseline.
+//! Reported: requests/s of each, and hookd as a fraction of the baseline;
+//! then what bounds hookd: writes per commit, the writer's time per commit
+//! (running the writes, and `COMMIT` with its fsync) and how busy it was,
+//! and the disk's own fdatasync time for one commit's worth of frames.
 //!
 //!   cargo bench --bench ingest                 # 16 connections, 5 s per target
 //!   HOOKD_BENCH_SECS=10 HOOKD_BENCH_CONNS=64 HOOKD_BENCH_ROUNDS=3 cargo bench --bench ingest
@@ -111,6 +114,27 @@ extract = {{ id = ["json:/id"], type = ["json:/type"] }}
         .unwrap()
 }
 
+/// The median time to overwrite and fdatasync what one commit writes
+/// (about 14 WAL frames of 4 KiB) in `dir`: the floor under every commit.
+fn fsync_floor(dir: &std::path::Path) -> Duration {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::File::create(dir.join("fsync-probe")).unwrap();
+    let block = vec![0x5au8; 14 * 4120];
+    f.write_all(&block).unwrap();
+    f.sync_all().unwrap();
+    let mut took: Vec<Duration> = (0..300)
+        .map(|_| {
+            f.seek(SeekFrom::Start(0)).unwrap();
+            f.write_all(&block).unwrap();
+            let t = Instant::now();
+            f.sync_data().unwrap();
+            t.elapsed()
+        })
+        .collect();
+    took.sort();
+    took[took.len() / 2]
+}
+
 fn main() {
     // `cargo bench` passes --bench; nothing to parse.
     let secs = env_num("HOOKD_BENCH_SECS", 5);
@@ -118,6 +142,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
 
     let rounds = env_num("HOOKD_BENCH_ROUNDS", 2);
+    let floor = fsync_floor(dir.path());
     let bare_rt = runtime(2, "bare");
     let bare = bare_server(&bare_rt);
     let hookd_rt = runtime(2, "hookd");
@@ -168,5 +193,9 @@ fn main() {
         per_commit(run),
         per_commit(commit),
         (run + commit).as_secs_f64() / elapsed * 100.0
+    );
+    println!(
+        "  disk               : {:.0} µs to overwrite and fdatasync 14 frames (median, idle machine)",
+        floor.as_secs_f64() * 1e6
     );
 }
