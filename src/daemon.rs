@@ -55,6 +55,16 @@ pub struct Daemon {
     draining: Arc<AtomicBool>,
 }
 
+impl Drop for Daemon {
+    /// A daemon dropped without [`Daemon::shutdown`] (an embedding program
+    /// or a test that panicked) still stops its handlers: exec slots run on
+    /// the runtime's blocking threads, which the runtime waits for when it
+    /// is dropped, so one blocked in a long handler run would hang it.
+    fn drop(&mut self) {
+        self.dispatcher.abandon();
+    }
+}
+
 /// The push listeners, by the address the config asked for, so a reload
 /// can open new ones and drain removed ones without touching the rest.
 struct PushListeners {

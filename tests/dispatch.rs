@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dispatch_support::{assert_dies, python, read_pid, sh, write_script};
+use dispatch_support::{assert_dies, is_dead, python, read_pid, sh, write_script};
 use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
 use support::{
@@ -607,6 +607,46 @@ async fn a_slow_handlers_queue_is_shared_out_among_its_slots() {
     all_settled(&dir, LONG).await;
     assert_eq!(lines(&order).len(), 6, "one run each");
     d.stop().await;
+}
+
+/// A daemon dropped without its shutdown (a test that panicked, a program
+/// embedding hookd) kills its handler runs, so its runtime can be dropped:
+/// the runtime waits for its blocking threads, and an exec slot lives on
+/// one, blocked in its run. (Without this, a failing assertion in a test
+/// with a long handler run hung instead of failing.)
+#[test]
+fn a_daemon_dropped_without_shutdown_kills_its_runs_and_frees_its_runtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long = sh_script(tmp.path(), "long", "echo $$ > pid\nexec sleep 300\n");
+    let cfg = format!(
+        "{}{}",
+        sources(),
+        handler("long", &["*"], &long, "timeout = \"300s\"")
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut d, pid) = rt.block_on(async {
+        let d = TestDaemon::start_in(tmp, &cfg).await;
+        send(&reqwest::Client::new(), &d.base, "s", event("e1", "t")).await;
+        let pid = read_pid(&d.dir.path().join("pid")).await;
+        (d, pid)
+    });
+    assert!(!is_dead(pid), "the handler runs");
+    drop(d.daemon.take());
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(rt);
+        let _ = done.send(());
+    });
+    // A safety net, not a speed check: the kill takes at most its grace.
+    assert!(
+        stopped.recv_timeout(LONG).is_ok(),
+        "dropping the runtime waited on the handler run"
+    );
+    assert!(is_dead(pid), "the handler run was killed");
 }
 
 /// A slow handler whose concurrency fills the global cap must not keep the

@@ -603,6 +603,15 @@ impl Dispatcher {
 
     /// Stops claiming, lets running handlers finish for up to `grace`, then
     /// stops the rest and hands their deliveries back (pending, not done).
+    /// Stops at once, without waiting: slots end after their current run,
+    /// and running handlers are killed. For a daemon dropped without its
+    /// shutdown (say a test that panicked), whose runtime would otherwise
+    /// wait on exec slots blocked in handler runs.
+    pub fn abandon(&self) {
+        self.inner.stop.cancel();
+        self.inner.kill.cancel();
+    }
+
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.stop.cancel();
         if !self.wait_idle(grace).await {
