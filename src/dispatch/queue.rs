@@ -601,8 +601,6 @@ impl Dispatcher {
         self.inner.state.lock().map(|s| s.total).unwrap_or(0)
     }
 
-    /// Stops claiming, lets running handlers finish for up to `grace`, then
-    /// stops the rest and hands their deliveries back (pending, not done).
     /// Stops at once, without waiting: slots end after their current run,
     /// and running handlers are killed. For a daemon dropped without its
     /// shutdown (say a test that panicked), whose runtime would otherwise
@@ -612,6 +610,8 @@ impl Dispatcher {
         self.inner.kill.cancel();
     }
 
+    /// Stops claiming, lets running handlers finish for up to `grace`, then
+    /// stops the rest and hands their deliveries back (pending, not done).
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.stop.cancel();
         if !self.wait_idle(grace).await {
