@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{StatusCode, header};
+use prometheus_client::metrics::counter::{Atomic, Counter};
 
 use crate::metrics::SharedMetrics;
 use crate::store::{Store, pull_status};
@@ -61,24 +62,25 @@ async fn stopped_sources(store: &Store) -> Option<String> {
     (!stopped.is_empty()).then_some(stopped)
 }
 
-/// Raises a seconds counter to the writer's running total.
-fn catch_up(counter: &crate::metrics::Seconds, total: std::time::Duration) {
-    let behind = total.as_secs_f64() - counter.get();
-    if behind > 0.0 {
-        counter.inc_by(behind);
+/// Raises a counter to `total`, the writer's running figure: the store
+/// counters are read from the writer at scrape time.
+fn catch_up<N, A>(counter: &Counter<N, A>, total: N)
+where
+    N: PartialOrd + std::ops::Sub<Output = N> + Copy,
+    A: Atomic<N>,
+{
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
     }
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
-    let st = s.store.stats();
-    // The store counters are read from the writer at scrape time.
-    let (commits, jobs) = (s.metrics.store_commits.get(), s.metrics.store_jobs.get());
-    s.metrics
-        .store_commits
-        .inc_by(st.commits.saturating_sub(commits));
-    s.metrics.store_jobs.inc_by(st.jobs.saturating_sub(jobs));
-    catch_up(&s.metrics.store_run_seconds, st.run_time);
-    catch_up(&s.metrics.store_commit_seconds, st.commit_time);
+    let (st, m) = (s.store.stats(), &s.metrics);
+    catch_up(&m.store_commits, st.commits);
+    catch_up(&m.store_jobs, st.jobs);
+    catch_up(&m.store_run_seconds, st.run_time.as_secs_f64());
+    catch_up(&m.store_commit_seconds, st.commit_time.as_secs_f64());
     (
         [(
             header::CONTENT_TYPE,
