@@ -107,7 +107,6 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     writer: writer::Writer,
-    _checkpointer: checkpoint::Checkpointer,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -206,13 +205,12 @@ impl Store {
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .and_then(|()| conn.pragma_update(None, "journal_size_limit", limit))
             .map_err(|e| format!("cannot configure {}: {e}", path.display()))?;
-        let checkpointer = checkpoint::Checkpointer::start(&path, opts.checkpoint_at)?;
-        let writer = writer::Writer::start(conn, path.clone(), opts, checkpointer.tail_due())?;
+        let wal = checkpoint::start(&path, opts.checkpoint_at)?;
+        let writer = writer::Writer::start(conn, path.clone(), opts, wal)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
                 writer,
-                _checkpointer: checkpointer,
                 readers: Mutex::new(Vec::new()),
             }),
         })
@@ -411,7 +409,10 @@ mod tests {
     }
 
     /// Under steady writes the WAL must rewind: before the writer finished
-    /// the checkpoints, it grew by everything ever written.
+    /// the checkpoints, it grew by everything ever written. It must also
+    /// rewind soon after passing its threshold: while a 100 ms timer woke
+    /// the checkpointer, this WAL reached 8-16 MB on an idle machine and
+    /// 29 MB under CI; woken by the commit, 0.7-3.2 MB.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn steady_writes_keep_the_wal_bounded() {
         let dir = tempfile::tempdir().unwrap();
@@ -445,7 +446,7 @@ mod tests {
             .unwrap()
             .len();
         assert!(
-            wal < total as u64 / 2,
+            wal < total as u64 / 4,
             "the WAL is {wal} bytes after {total} bytes written"
         );
     }

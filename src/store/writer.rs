@@ -14,12 +14,13 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::checkpoint::WalWatch;
 use super::job_queue::{JobQueue, Refused};
 use super::{StoreError, StoreOptions};
 
@@ -151,11 +152,13 @@ impl Drop for Abandon {
 
 impl Writer {
     pub fn start(
-        conn: Connection,
+        mut conn: Connection,
         path: PathBuf,
         opts: StoreOptions,
-        tail_due: Arc<AtomicBool>,
+        wal: WalWatch,
     ) -> Result<Writer, String> {
+        wal.install(&mut conn)
+            .map_err(|e| format!("cannot watch the WAL of {}: {e}", path.display()))?;
         let identity = file_identity(&path)
             .ok_or_else(|| format!("cannot stat the database {}", path.display()))?;
         let queue = Arc::new(JobQueue::new(opts.queue));
@@ -164,7 +167,7 @@ impl Writer {
         let max_batch = opts.max_batch.max(1);
         std::thread::Builder::new()
             .name("hookd-writer".into())
-            .spawn(move || run(conn, path, identity, &q, max_batch, c, tail_due))
+            .spawn(move || run(conn, path, identity, &q, max_batch, c, &wal))
             .map_err(|e| format!("cannot start the writer thread: {e}"))?;
         Ok(Writer { queue, counters })
     }
@@ -232,7 +235,7 @@ fn run(
     queue: &Arc<Jobs>,
     max_batch: usize,
     counters: Arc<Counters>,
-    tail_due: Arc<AtomicBool>,
+    wal: &WalWatch,
 ) {
     let _abandon = Abandon(queue.clone());
     while let Some(batch) = queue.take(max_batch, LAZY_ENOUGH) {
@@ -285,10 +288,6 @@ fn run(
         for h in held {
             h.deliver(commit.clone());
         }
-        if tail_due.swap(false, Ordering::Relaxed)
-            && let Err(e) = super::checkpoint::passive(&conn)
-        {
-            tracing::debug!("WAL checkpoint on the writer failed (will retry): {e}");
-        }
+        wal.finish_tail(&conn);
     }
 }
