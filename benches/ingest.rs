@@ -167,6 +167,9 @@ fn main() {
         (ok, bad) = (ok + o, bad + b);
     }
     let end = daemon.store.stats();
+    let mut wal = daemon.store.path().as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = std::fs::metadata(wal).map_or(0, |m| m.len());
     hookd_rt.block_on(daemon.shutdown());
 
     let (bare_rate, rate) = (bare_ok as f64 / bare_secs, ok as f64 / elapsed);
@@ -197,5 +200,11 @@ fn main() {
     println!(
         "  disk               : {:.0} µs to overwrite and fdatasync 14 frames (median, idle machine)",
         floor.as_secs_f64() * 1e6
+    );
+    // Rewound in place, the WAL stays near its checkpoint size.
+    println!(
+        "  WAL file           : {:.1} MiB after the runs (checkpointed from {} MiB)",
+        wal as f64 / f64::from(1 << 20),
+        hookd::store::StoreOptions::default().checkpoint_at >> 20
     );
 }

@@ -84,7 +84,7 @@ pub struct StoreOptions {
     /// Most jobs committed in one transaction.
     pub max_batch: usize,
     /// WAL size (bytes) past which it is copied into the database. The WAL
-    /// is trimmed back to 16 times this when it rewinds.
+    /// is trimmed back to 4 times this when it rewinds.
     pub checkpoint_at: u64,
 }
 
@@ -93,7 +93,7 @@ impl Default for StoreOptions {
         StoreOptions {
             queue: 4096,
             max_batch: 512,
-            checkpoint_at: 4 << 20,
+            checkpoint_at: 16 << 20,
         }
     }
 }
@@ -201,7 +201,7 @@ impl Store {
         let mut conn =
             connect(&path, false).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         schema::migrate(&mut conn)?;
-        let limit = opts.checkpoint_at.saturating_mul(16).min(i64::MAX as u64) as i64;
+        let limit = opts.checkpoint_at.saturating_mul(4).min(i64::MAX as u64) as i64;
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .and_then(|()| conn.pragma_update(None, "journal_size_limit", limit))
             .map_err(|e| format!("cannot configure {}: {e}", path.display()))?;
