@@ -31,8 +31,10 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 /// How long a pass that readers kept from copying anything new waits
-/// before the next, so a long reader does not turn commits into passes.
-const BLOCKED_PAUSE: Duration = Duration::from_millis(100);
+/// before the next, so a long reader does not turn every commit into a
+/// pass. Short, because the writer goes on appending during the pause
+/// after the reader has ended.
+const BLOCKED_PAUSE: Duration = Duration::from_millis(10);
 
 /// The writer's side of the checkpointer: wakes it and finishes its passes.
 /// The thread stops when the last clone is dropped.

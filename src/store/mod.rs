@@ -451,6 +451,59 @@ mod tests {
         );
     }
 
+    /// A reader that holds its snapshot keeps the WAL from rewinding; once
+    /// it ends, the next checkpoint rewinds the WAL and trims it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_rewinds_once_a_long_reader_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint_at = 64 << 10;
+        let opts = StoreOptions {
+            checkpoint_at,
+            ..Default::default()
+        };
+        let store = Store::open(dir.path(), opts).unwrap();
+        store
+            .write(|c| Ok(c.execute_batch("CREATE TABLE blobs (b BLOB)")?))
+            .await
+            .unwrap();
+        let wal = || {
+            std::fs::metadata(dir.path().join("hookd.db-wal"))
+                .unwrap()
+                .len()
+        };
+        let write_mib = |mib: usize| {
+            let store = store.clone();
+            async move {
+                for _ in 0..mib * 64 {
+                    store
+                        .write(|c| Ok(c.execute("INSERT INTO blobs VALUES (zeroblob(16384))", [])?))
+                        .await
+                        .unwrap();
+                }
+            }
+        };
+        let reader = connect(store.path(), true).unwrap();
+        reader
+            .execute_batch("BEGIN; SELECT COUNT(*) FROM blobs;")
+            .unwrap();
+        write_mib(4).await;
+        let held = wal();
+        assert!(held > 4 << 20, "the reader holds the WAL at {held} bytes");
+        reader.execute_batch("COMMIT").unwrap();
+        // Not a timing test (steady_writes_keep_the_wal_bounded is): the
+        // WAL must start over at some point, not stay stuck at its size.
+        let mut written = 0;
+        while wal() >= held / 2 && written < 64 {
+            write_mib(1).await;
+            written += 1;
+        }
+        let after = wal();
+        assert!(
+            after < held / 2,
+            "the WAL is {after} bytes after {written} MiB more, {held} while the reader held it"
+        );
+    }
+
     #[tokio::test]
     async fn removed_database_is_unavailable_not_success() {
         let dir = tempfile::tempdir().unwrap();
