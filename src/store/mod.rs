@@ -408,6 +408,22 @@ mod tests {
         assert_eq!(n, 1);
     }
 
+    /// A store that checkpoints from `checkpoint_at` bytes of WAL, with a
+    /// `blobs` table to fill it, and a way to read the WAL's size.
+    async fn blob_store(dir: &Path, checkpoint_at: u64) -> (Store, impl Fn() -> u64) {
+        let opts = StoreOptions {
+            checkpoint_at,
+            ..Default::default()
+        };
+        let store = Store::open(dir, opts).unwrap();
+        store
+            .write(|c| Ok(c.execute_batch("CREATE TABLE blobs (b BLOB)")?))
+            .await
+            .unwrap();
+        let wal = dir.join("hookd.db-wal");
+        (store, move || std::fs::metadata(&wal).unwrap().len())
+    }
+
     /// Under steady writes the WAL must rewind: before the writer finished
     /// the checkpoints, it grew by everything ever written. It must also
     /// rewind soon after passing its threshold: while a 100 ms timer woke
@@ -416,15 +432,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn steady_writes_keep_the_wal_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions {
-            checkpoint_at: 256 << 10,
-            ..Default::default()
-        };
-        let store = Store::open(dir.path(), opts).unwrap();
-        store
-            .write(|c| Ok(c.execute_batch("CREATE TABLE blobs (b BLOB)")?))
-            .await
-            .unwrap();
+        let (store, wal) = blob_store(dir.path(), 256 << 10).await;
         let blob = vec![7u8; 16 << 10];
         let total: usize = 48 << 20;
         let writers = (0..8).map(|_| {
@@ -442,9 +450,7 @@ mod tests {
         for w in writers.collect::<Vec<_>>() {
             w.await.unwrap();
         }
-        let wal = std::fs::metadata(dir.path().join("hookd.db-wal"))
-            .unwrap()
-            .len();
+        let wal = wal();
         assert!(
             wal < total as u64 / 4,
             "the WAL is {wal} bytes after {total} bytes written"
@@ -456,21 +462,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_rewinds_once_a_long_reader_ends() {
         let dir = tempfile::tempdir().unwrap();
-        let checkpoint_at = 64 << 10;
-        let opts = StoreOptions {
-            checkpoint_at,
-            ..Default::default()
-        };
-        let store = Store::open(dir.path(), opts).unwrap();
-        store
-            .write(|c| Ok(c.execute_batch("CREATE TABLE blobs (b BLOB)")?))
-            .await
-            .unwrap();
-        let wal = || {
-            std::fs::metadata(dir.path().join("hookd.db-wal"))
-                .unwrap()
-                .len()
-        };
+        let (store, wal) = blob_store(dir.path(), 64 << 10).await;
         let write_mib = |mib: usize| {
             let store = store.clone();
             async move {
