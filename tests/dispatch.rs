@@ -752,6 +752,21 @@ async fn sigkill_with_work_pending_loses_nothing_and_retries_the_interrupted_run
     // SAFETY: killpg on the group our test handler leads.
     unsafe { libc::killpg(stuck, libc::SIGKILL) };
     assert_dies(stuck).await;
+    // The CLI tells the run that started from those only held.
+    let rows = json_lines(&hookd_ok(&cfg, &["deliveries", "--status", "running", "--json"]).await);
+    let started: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["held"] == false)
+        .map(|r| r["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(started, ["e02"], "{rows:?}");
+    assert_eq!(rows.len() as i64, held + 1, "{rows:?}");
+    let table = hookd_ok(&cfg, &["deliveries", "--status", "running"]).await;
+    assert_eq!(
+        table.matches("running (held)").count() as i64,
+        held,
+        "{table}"
+    );
 
     let p = Proc::spawn(&cfg, &[]);
     all_settled(dir, LONG).await;

@@ -8,7 +8,8 @@ use clap::Args;
 use super::open_db;
 use super::output::{clip, print_rows};
 use crate::config::Config;
-use crate::store::deliveries::{self, DeliveryFilter, STATUSES};
+use crate::dispatch::started;
+use crate::store::deliveries::{self, DeliveryFilter, DeliveryRow, STATUSES};
 
 #[derive(Args, Debug)]
 pub struct DeliveriesArgs {
@@ -36,7 +37,7 @@ pub fn deliveries(cfg: &Config, a: DeliveriesArgs) -> anyhow::Result<ExitCode> {
     }
     let since = super::time_bound(a.since.as_deref(), crate::timefmt::now_micros())?;
     let conn = open_db(cfg, false)?;
-    let rows = deliveries::list(
+    let mut rows = deliveries::list(
         &conn,
         &DeliveryFilter {
             handler: a.handler,
@@ -47,6 +48,7 @@ pub fn deliveries(cfg: &Config, a: DeliveriesArgs) -> anyhow::Result<ExitCode> {
             limit: Some(a.limit),
         },
     )?;
+    mark_held(cfg, &mut rows);
     print_rows(
         &rows,
         a.json,
@@ -67,7 +69,7 @@ pub fn deliveries(cfg: &Config, a: DeliveriesArgs) -> anyhow::Result<ExitCode> {
                 r.source.clone(),
                 r.event_type.clone(),
                 r.handler.clone(),
-                format!("{}{}", r.status, if r.replay { " (replay)" } else { "" }),
+                r.shown_status(),
                 r.attempts.to_string(),
                 clip(
                     r.next_attempt_at
@@ -80,4 +82,18 @@ pub fn deliveries(cfg: &Config, a: DeliveriesArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the deliveries an exec slot holds from those it started, by the
+/// daemon's start log. Unreadable, it leaves them all `running`.
+pub(super) fn mark_held(cfg: &Config, rows: &mut [DeliveryRow]) {
+    match started::read(&cfg.daemon.state_dir) {
+        Ok(starts) => rows
+            .iter_mut()
+            .for_each(|r| r.mark_held(|id, at| starts.contains(id, at))),
+        Err(e) => eprintln!(
+            "warning: cannot read {}: {e}; held deliveries show as running",
+            cfg.daemon.state_dir.join(started::FILE_NAME).display()
+        ),
+    }
 }

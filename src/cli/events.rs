@@ -83,13 +83,14 @@ pub fn events(cfg: &Config, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
         EventsCommand::Show { id, json } => {
             let e = events::get(&conn, id)?.with_context(|| format!("no event with id {id}"))?;
             let attempts = deliveries::attempts_for_event(&conn, id)?;
-            let dels = deliveries::list(
+            let mut dels = deliveries::list(
                 &conn,
                 &deliveries::DeliveryFilter {
                     event: Some(id),
                     ..Default::default()
                 },
             )?;
+            super::deliveries::mark_held(cfg, &mut dels);
             let payload =
                 serde_json::from_slice::<serde_json::Value>(&e.body).unwrap_or_else(|_| {
                     serde_json::Value::String(String::from_utf8_lossy(&e.body).into_owned())
@@ -145,7 +146,10 @@ pub fn events(cfg: &Config, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
                 writeln!(
                     o,
                     "  #{} {}: {} after {} attempt(s){next}",
-                    d.id, d.handler, d.status, d.attempts
+                    d.id,
+                    d.handler,
+                    d.shown_status(),
+                    d.attempts
                 )?;
             }
             for a in &attempts {

@@ -100,6 +100,7 @@ mod tests {
             received_at: 0,
             body: body.to_vec(),
             ahead: false,
+            claimed_at: 0,
         }
     }
 

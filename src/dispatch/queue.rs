@@ -135,7 +135,10 @@ impl Dispatcher {
         match self
             .inner
             .store
-            .write(move |c| deliveries::recover_running(c, now, started.as_ref()))
+            .write(move |c| {
+                let started = started.map(|s| move |id, at| s.contains(id, at));
+                deliveries::recover_running(c, now, started.as_ref().map(|f| f as _))
+            })
             .await
         {
             Ok(r) => {

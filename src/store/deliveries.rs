@@ -9,8 +9,6 @@
 //! claimed *ahead* (running, `ahead = 1`) is one a slot holds but has not
 //! started; recovery returns it untouched, without counting an attempt.
 
-use std::collections::HashSet;
-
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
@@ -53,6 +51,8 @@ pub struct Claimed {
     pub body: Vec<u8>,
     /// Claimed ahead: held by a slot, its handler not started yet.
     pub ahead: bool,
+    /// When it was claimed: with the id, it names this claim in the start log.
+    pub claimed_at: i64,
 }
 
 /// Claims the oldest due deliveries of a handler. The parameters are
@@ -93,7 +93,7 @@ pub fn claim(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut load = conn.prepare_cached(
         "SELECT d.id, d.handler, d.attempts, d.replay, e.id, e.event_id, e.source, e.provider,
-                e.type, e.occurred_at, e.received_at, e.body, d.ahead
+                e.type, e.occurred_at, e.received_at, e.body, d.ahead, d.updated_at
          FROM deliveries d JOIN events e ON e.id = d.event WHERE d.id = ?1",
     )?;
     let mut out = Vec::with_capacity(ids.len());
@@ -119,6 +119,7 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
         received_at: r.get(10)?,
         body: r.get(11)?,
         ahead: r.get(12)?,
+        claimed_at: r.get(13)?,
     })
 }
 
@@ -218,21 +219,28 @@ pub struct Recovered {
 
 /// At start-up: runs that were in flight when the daemon stopped are
 /// recorded as interrupted attempts and become due again. A delivery that
-/// was only claimed ahead (`ahead = 1`) and is not in `started` never ran:
-/// it goes back to waiting with no attempt counted. Without `started` (the
-/// start log was unreadable) every running row counts as interrupted.
+/// was only claimed ahead (`ahead = 1`) and that `started` (given the id
+/// and the claim's time) says never started goes back to waiting with no
+/// attempt counted. Without `started` (the start log was unreadable) every
+/// running row counts as interrupted.
 pub fn recover_running(
     conn: &Connection,
     now: i64,
-    started: Option<&HashSet<i64>>,
+    started: Option<&dyn Fn(i64, i64) -> bool>,
 ) -> Result<Recovered> {
     let mut never_started = Vec::new();
     if let Some(started) = started {
-        let held: Vec<i64> = conn
-            .prepare("SELECT id FROM deliveries WHERE status = 'running' AND ahead = 1")?
-            .query_map([], |r| r.get(0))?
+        let held: Vec<(i64, i64)> = conn
+            .prepare(
+                "SELECT id, updated_at FROM deliveries WHERE status = 'running' AND ahead = 1",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        never_started.extend(held.into_iter().filter(|id| !started.contains(id)));
+        never_started.extend(
+            held.into_iter()
+                .filter(|&(id, claimed_at)| !started(id, claimed_at))
+                .map(|(id, _)| id),
+        );
     }
     unclaim(conn, &never_started)?;
     conn.execute(
@@ -367,6 +375,35 @@ pub struct DeliveryRow {
     pub replay: bool,
     pub last_error: Option<String>,
     pub updated_at: String,
+    /// Claimed ahead by an exec slot and not started yet: it counts as
+    /// running, but its handler has not been spawned. Set by [`DeliveryRow::mark_held`].
+    pub held: bool,
+    /// The claim's time when the row was claimed ahead and is running.
+    #[serde(skip)]
+    claimed_ahead_at: Option<i64>,
+}
+
+impl DeliveryRow {
+    /// Sets `held` from the start log: `started(id, claimed_at)` says
+    /// whether the run of that claim was started.
+    pub fn mark_held(&mut self, started: impl Fn(i64, i64) -> bool) {
+        self.held = self
+            .claimed_ahead_at
+            .is_some_and(|at| !started(self.id, at));
+    }
+
+    /// The status as shown to a person: `running (held)`, `failed (replay)`.
+    pub fn shown_status(&self) -> String {
+        let notes: Vec<&str> = [(self.held, "held"), (self.replay, "replay")]
+            .into_iter()
+            .filter_map(|(on, note)| on.then_some(note))
+            .collect();
+        if notes.is_empty() {
+            self.status.clone()
+        } else {
+            format!("{} ({})", self.status, notes.join(", "))
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -382,7 +419,7 @@ pub struct DeliveryFilter {
 pub fn list(conn: &Connection, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.id, d.event, e.event_id, e.source, e.type, d.handler, d.status, d.attempts,
-                d.next_attempt_at, d.replay, d.last_error, d.updated_at
+                d.next_attempt_at, d.replay, d.last_error, d.updated_at, d.ahead
          FROM deliveries d JOIN events e ON e.id = d.event
          WHERE (?1 IS NULL OR d.handler = ?1) AND (?2 IS NULL OR d.status = ?2)
            AND (?3 IS NULL OR e.source = ?3) AND (?4 IS NULL OR d.updated_at >= ?4)
@@ -395,6 +432,8 @@ pub fn list(conn: &Connection, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
         |r| {
             let status: String = r.get(6)?;
             let waiting = status == PENDING || status == FAILED;
+            let updated_at: i64 = r.get(11)?;
+            let ahead: bool = r.get(12)?;
             Ok(DeliveryRow {
                 id: r.get(0)?,
                 event: r.get(1)?,
@@ -408,7 +447,9 @@ pub fn list(conn: &Connection, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
                     .transpose()?,
                 replay: r.get(9)?,
                 last_error: r.get(10)?,
-                updated_at: timefmt::format_micros(r.get(11)?),
+                updated_at: timefmt::format_micros(updated_at),
+                held: false,
+                claimed_ahead_at: (ahead && status == RUNNING).then_some(updated_at),
                 status,
             })
         },
@@ -627,7 +668,7 @@ mod tests {
         let ahead: Vec<bool> = got.iter().map(|d| d.ahead).collect();
         assert_eq!(ahead, [false, true, true], "the first starts, two are held");
         // The start log says the second one was started too.
-        let started = HashSet::from([got[1].delivery]);
+        let started = |id, at| (id, at) == (got[1].delivery, got[1].claimed_at);
 
         let r = recover_running(&c, 3_000, Some(&started)).unwrap();
         assert_eq!(
@@ -741,12 +782,32 @@ mod tests {
         assert!(attempts_for_event(&c, got[0].event).unwrap().len() == 2);
     }
 
+    /// A start from an earlier claim of the same delivery (it ran, failed
+    /// and was claimed ahead again) does not count its new claim as run.
+    #[test]
+    fn recovery_tells_claims_of_one_delivery_apart() {
+        let (c, _) = db_with_event(&["h"]);
+        let first = claim(&c, "h", 2_000, 1, true).unwrap().remove(0);
+        unclaim(&c, &[first.delivery]).unwrap();
+        let again = claim(&c, "h", 2_500, 1, true).unwrap().remove(0);
+        assert_eq!((again.delivery, again.claimed_at), (first.delivery, 2_500));
+        let started = |id, at| (id, at) == (first.delivery, first.claimed_at);
+        let r = recover_running(&c, 3_000, Some(&started)).unwrap();
+        assert_eq!(
+            r,
+            Recovered {
+                interrupted: 0,
+                handed_back: 1
+            }
+        );
+    }
+
     #[test]
     fn interrupted_runs_come_back_with_a_higher_attempt() {
         let (c, _) = db_with_event(&["h"]);
         claim_due(&c, "h", 2_000, 10).unwrap();
         assert_eq!(
-            recover_running(&c, 3_000, Some(&HashSet::new()))
+            recover_running(&c, 3_000, Some(&|_, _| false))
                 .unwrap()
                 .interrupted,
             1

@@ -97,7 +97,7 @@ impl Dispatcher {
             }
             if c.ahead {
                 // Before the spawn: from here on a crash counts an attempt.
-                self.inner.started.note(c.delivery);
+                self.inner.started.note(c.delivery, c.claimed_at);
             }
             let rec = if c.attempt > h.max_attempts {
                 exhausted(&c)
