@@ -137,7 +137,7 @@ impl Dispatcher {
             .store
             .write(move |c| {
                 let started = started.map(|s| move |id, at| s.contains(id, at));
-                deliveries::recover_running(c, now, started.as_ref().map(|f| f as _))
+                deliveries::recover_running(c, now, started)
             })
             .await
         {

@@ -201,7 +201,7 @@ mod tests {
         let (w, woken) = watch(1);
         // One wake-up, then the channel closes: `run` makes one pass and returns.
         w.wake.try_send(()).unwrap();
-        let WalWatch { tail_due, .. } = w.clone();
+        let tail_due = w.tail_due.clone();
         drop(w);
         let checkpointer = super::super::connect(&db, false).unwrap();
         run(&checkpointer, &woken, &tail_due);
