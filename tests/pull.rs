@@ -393,7 +393,7 @@ async fn sse_bom_and_crlf_split_across_chunks() {
 }
 
 #[tokio::test]
-async fn poll_pages_until_empty_in_order_with_overlap() {
+async fn poll_pages_until_empty_in_order_rereading_ties() {
     let sim = Sim::start().await;
     let base = hookd::timefmt::now_micros() - 3_600_000_000;
     let mut times: Vec<i64> = (1..=13).map(|i| base + i * 10_000_000).collect();
@@ -423,7 +423,8 @@ async fn poll_pages_until_empty_in_order_with_overlap() {
     );
     assert_eq!(
         reqs[1].query.get("since").map(String::as_str),
-        Some(hookd::timefmt::format_micros(times[2] - 2_000_000).as_str())
+        Some(hookd::timefmt::format_micros(times[2] - 1).as_str()),
+        "within a cycle, a page starts just before its predecessor's newest item (no overlap)"
     );
     let (cur, position, _) = cursor(&db, "lu");
     assert_eq!(cur, Some(linkup_time(times[12])));

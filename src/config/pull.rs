@@ -547,7 +547,7 @@ idle_timeout = "30s"
             (poll.items.as_str(), poll.body.as_str()),
             ("/data/items", "/event")
         );
-        assert_eq!(poll.limit, 50);
+        assert_eq!(poll.limit, 200, "LinkUp's documented maximum");
         assert_eq!(poll.retention, Some(Duration::from_secs(86_400)));
         assert!(pull.needs_stored_id());
         assert_eq!(s.scheme.name(), "none", "pulled events carry no signature");

@@ -31,7 +31,9 @@ pub const BODY: &str = "/event";
 pub const CURSOR: &str = "/created_at";
 pub const SINCE_PARAM: &str = "since";
 pub const LIMIT_PARAM: &str = "limit";
-pub const DEFAULT_LIMIT: u32 = 50;
+/// The documented maximum: a backlog costs a quarter of the requests of
+/// LinkUp's own default (50).
+pub const DEFAULT_LIMIT: u32 = 200;
 pub const MAX_LIMIT: u32 = 200;
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
 

@@ -4,12 +4,23 @@
 //! configured JSON pointer. [`catch_up`] pages from the stored position
 //! until the provider has nothing newer, committing each page together with
 //! the position it reaches, so a crash between pages re-reads at most one
-//! page (and its events are duplicates). Time cursors are re-read with a
-//! small `overlap`, since `since` is exclusive and events sharing a
-//! timestamp can straddle a page boundary. A failed poll (network, 5xx,
-//! 429, an answer that is not the expected JSON) moves nothing and is
-//! retried with backoff, honouring `Retry-After`; 401/403/404 stop the
-//! source, because asking again cannot help.
+//! page (and its events are duplicates).
+//!
+//! Where each request starts ([`Pager`]): the first request of a cycle
+//! re-reads a small `overlap` before the stored time, for events stored by
+//! the provider a moment late. Within the cycle, each next page starts one
+//! tick (of the cursor's resolution) before the newest item of the page
+//! before: `since` is exclusive, so starting exactly at that item would skip
+//! others that share its timestamp across the page edge; re-reading them
+//! costs only duplicates. A full page of duplicates therefore still moves
+//! on. Only a page whose items all share one cursor value cannot move (more
+//! than `limit` events at one value): that is warned about, and the pager
+//! steps past the value rather than asking for the same page for ever.
+//!
+//! A failed poll (network, 5xx, 429, an answer that is not the expected
+//! JSON) moves nothing and is retried with backoff, honouring
+//! `Retry-After`; 401/403/404 stop the source, because asking again cannot
+//! help.
 
 use std::time::{Duration, Instant};
 
@@ -76,15 +87,49 @@ pub struct PageItem {
 pub fn since_value(cfg: &PollConfig, cur: &Cursor) -> Option<String> {
     // Without a cursor pointer there is nothing to resume from.
     cfg.cursor.as_ref()?;
-    let t = match cfg.since_format {
-        SinceFormat::Opaque => return cur.cursor.clone(),
-        _ => cur.position_at? - cfg.overlap.as_micros().min(i64::MAX as u128) as i64,
-    };
-    Some(match cfg.since_format {
+    match cfg.since_format {
+        SinceFormat::Opaque => cur.cursor.clone(),
+        f => {
+            let overlap = cfg.overlap.as_micros().min(i64::MAX as u128) as i64;
+            Some(format_since(f, cur.position_at?.saturating_sub(overlap)))
+        }
+    }
+}
+
+/// The `since` that asks for the page after one whose newest item is
+/// `adv`: one tick of the format's resolution before that item, so items
+/// sharing its time are re-read rather than skipped; an opaque cursor as it
+/// is. None when the page gave no cursor to continue from.
+pub fn next_page_since(cfg: &PollConfig, adv: &Advance) -> Option<String> {
+    cfg.cursor.as_ref()?;
+    match cfg.since_format {
+        SinceFormat::Opaque => adv.cursor.clone(),
+        f => Some(format_since(f, adv.position_at?.saturating_sub(tick(f)))),
+    }
+}
+
+/// The `since` that steps past a time that more than a page of items share
+/// (exclusive: the items at `at` not yet read are skipped).
+fn past_since(f: SinceFormat, at: i64) -> String {
+    format_since(f, at)
+}
+
+/// The smallest step (µs) a `since` of this format can express.
+fn tick(f: SinceFormat) -> i64 {
+    match f {
+        SinceFormat::Unix => 1_000_000,
+        SinceFormat::UnixMs => 1_000,
+        SinceFormat::Rfc3339 | SinceFormat::Opaque => 1,
+    }
+}
+
+/// A time (unix µs) as a `since` parameter of this format.
+fn format_since(f: SinceFormat, t: i64) -> String {
+    match f {
         SinceFormat::Unix => t.div_euclid(1_000_000).to_string(),
         SinceFormat::UnixMs => t.div_euclid(1_000).to_string(),
         _ => timefmt::format_micros(t),
-    })
+    }
 }
 
 /// Reads one page.
@@ -245,8 +290,8 @@ pub async fn catch_up(
         position_at: cur.position_at,
         ..Default::default()
     };
+    let mut since = since_value(cfg, &cur);
     while !stop.is_cancelled() {
-        let since = since_value(cfg, &cur);
         ctx.ingest.metrics.polled(name);
         let mut items = match fetch(
             &ctx.http,
@@ -294,30 +339,54 @@ pub async fn catch_up(
             .await
             .map_err(|e| retry(format!("the page could not be stored: {e}")))?;
         out.accepted += done.accepted;
-        if advance.cursor.is_some() {
-            cur.cursor = advance.cursor;
-        }
         if let Some(p) = advance.position_at {
             cur.position_at = Some(cur.position_at.map_or(p, |c| c.max(p)));
         }
         out.position_at = cur.position_at;
-        let next = since_value(cfg, &cur);
         let full = cfg.limit_param.is_none() || n >= cfg.limit as usize;
-        if !full || next.is_none() {
+        if !full {
             return Ok(out);
         }
-        if next == since {
-            if done.accepted == 0 {
-                tracing::warn!(
-                    source = %name,
-                    "a full page ({n} items) ends where it began; more than limit = {} events may share one cursor value, so raise limit",
-                    cfg.limit
-                );
-            }
-            return Ok(out);
+        match after_full_page(cfg, name, since.as_deref(), &advance) {
+            Some(next) => since = Some(next),
+            None => return Ok(out),
         }
     }
     Ok(out)
+}
+
+/// The `since` of the page after a full one, or None when paging must end
+/// (no cursor to continue from, or an opaque cursor that did not move).
+/// A page that cannot move the time cursor (all its items share the value
+/// it was asked from) is warned about and stepped past.
+fn after_full_page(
+    cfg: &PollConfig,
+    name: &str,
+    since: Option<&str>,
+    adv: &Advance,
+) -> Option<String> {
+    let next = next_page_since(cfg, adv)?;
+    if since != Some(next.as_str()) {
+        return Some(next);
+    }
+    let shown = adv.cursor.as_deref().unwrap_or_default();
+    match (cfg.since_format, adv.position_at) {
+        (SinceFormat::Opaque, _) | (_, None) => {
+            tracing::warn!(
+                source = %name,
+                "the provider answered a full page that ends at the cursor {shown:?} it was asked from, so polling cannot move on; it asks again at the next interval"
+            );
+            None
+        }
+        (f, Some(at)) => {
+            tracing::warn!(
+                source = %name,
+                "more than limit = {} events share the cursor value {shown:?}, so a page cannot get past them: polling moves on after that value, and those of them not on this page are not read; raise limit",
+                cfg.limit
+            );
+            Some(past_since(f, at))
+        }
+    }
 }
 
 /// Counts a poll that stored nothing (it failed, or its page was empty);
@@ -475,6 +544,72 @@ mod tests {
         assert_eq!(
             since_value(&cfg(SinceFormat::Rfc3339), &Cursor::default()),
             None
+        );
+    }
+
+    fn adv(at: i64) -> Advance {
+        Advance {
+            cursor: Some(timefmt::format_micros(at)),
+            position_at: Some(at),
+            last_event_id: None,
+        }
+    }
+
+    #[test]
+    fn next_pages_start_one_tick_before_the_newest_item_without_overlap() {
+        let next = |f| next_page_since(&cfg(f), &adv(T + 1_500_000));
+        assert_eq!(
+            next(SinceFormat::Rfc3339).as_deref(),
+            Some("2025-05-21T21:30:01.499999Z"),
+            "items sharing the newest time are re-read, the overlap is not"
+        );
+        assert_eq!(next(SinceFormat::UnixMs).as_deref(), Some("1747863001499"));
+        assert_eq!(next(SinceFormat::Unix).as_deref(), Some("1747863000"));
+        let opaque = Advance {
+            cursor: Some("c9".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            next_page_since(&cfg(SinceFormat::Opaque), &opaque).as_deref(),
+            Some("c9")
+        );
+        assert_eq!(
+            next_page_since(&cfg(SinceFormat::Rfc3339), &Advance::default()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_full_page_moves_on_unless_it_cannot_move_the_cursor() {
+        let c = cfg(SinceFormat::Rfc3339);
+        // A page (of duplicates, say) whose newest item is ahead of `since`.
+        let since = since_value(
+            &c,
+            &Cursor {
+                position_at: Some(T),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            after_full_page(&c, "s", since.as_deref(), &adv(T)).as_deref(),
+            Some("2025-05-21T21:29:59.999999Z")
+        );
+        // Asked from just before T, every item is at T: it steps past T.
+        let stuck = next_page_since(&c, &adv(T));
+        assert_eq!(
+            after_full_page(&c, "s", stuck.as_deref(), &adv(T)).as_deref(),
+            Some("2025-05-21T21:30:00.000000Z")
+        );
+        // An opaque cursor that did not move ends the cycle.
+        let o = cfg(SinceFormat::Opaque);
+        let same = Advance {
+            cursor: Some("c9".into()),
+            ..Default::default()
+        };
+        assert_eq!(after_full_page(&o, "s", Some("c9"), &same), None);
+        assert_eq!(
+            after_full_page(&o, "s", Some("c8"), &same).as_deref(),
+            Some("c9")
         );
     }
 

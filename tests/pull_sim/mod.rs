@@ -544,11 +544,11 @@ async fn linkup_events(
         .map(|l| l.parse().expect("limit is a number"))
         .unwrap_or(50);
     assert!((1..=200).contains(&limit), "LinkUp's limit is 1-200");
-    let items: Vec<Value> = st
-        .shared
-        .log
-        .lock()
-        .unwrap()
+    // A store answers in time order; events sharing a time in the order
+    // they were stored.
+    let mut log = st.shared.log.lock().unwrap().clone();
+    log.sort_by_key(|e| (e.created_at, e.seq));
+    let items: Vec<Value> = log
         .iter()
         .filter(|e| since.is_none_or(|s| e.created_at > s))
         .take(limit)
