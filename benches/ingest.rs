@@ -9,11 +9,23 @@
 //! Reported: requests/s of each, and hookd as a fraction of the baseline;
 //! then what bounds hookd: writes per commit, the writer's time per commit
 //! (running the writes, and `COMMIT` with its fsync) and how busy it was,
-//! and the disk's own fdatasync time for one commit's worth of frames.
+//! and the disk's own fdatasync time for one commit's worth of frames; and
+//! the CPU each side spent per answered request, by thread (hookd's
+//! runtime threads do HTTP, verification and extraction; its writer and
+//! checkpointer threads the store).
+//!
+//! The open loop (`HOOKD_BENCH_MODE=open`) sends at fixed rates whatever
+//! the answers, as a provider's fleet does, and reports the ack latency
+//! from each request's scheduled time (so queueing is not hidden), at each
+//! rate for hookd and the bare endpoint, and the highest rate at which
+//! hookd's p99 stays under 50 ms.
 //!
 //!   cargo bench --bench ingest                 # 16 connections, 5 s per target
 //!   HOOKD_BENCH_SECS=10 HOOKD_BENCH_CONNS=64 HOOKD_BENCH_ROUNDS=3 cargo bench --bench ingest
+//!   HOOKD_BENCH_MODE=open cargo bench --bench ingest   # 2k, 5k, 10k, 20k/s, then higher while p99 < 50 ms
+//!   HOOKD_BENCH_MODE=open HOOKD_BENCH_RATES=1000,3000 cargo bench --bench ingest
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +37,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 mod common;
-use common::{config, env_num, runtime};
+use common::{add_cpu, config, cpu_between, env_num, runtime, thread_cpu};
 
 const SECRET: &str = "bench-secret";
 
@@ -34,6 +46,18 @@ fn sign(body: &[u8]) -> String {
     let mut m = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     m.update(body);
     format!("sha256={}", hex::encode(m.finalize().into_bytes()))
+}
+
+/// A request carrying a new event (`id` unique per run), signed.
+fn event_request(url: &str, id: &str) -> http::Request<Full<Bytes>> {
+    let body = format!(
+        r#"{{"id":"{id}","type":"message.received","data":{{"text":"benchmark payload of a typical size, a few hundred bytes","from":"+15555550100","chat":"chat_1234567890"}}}}"#
+    );
+    http::Request::post(url)
+        .header("content-type", "application/json")
+        .header("x-sig", sign(body.as_bytes()))
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
 }
 
 /// Drives `conns` connections at `url` for `secs`; returns (ok, errors).
@@ -45,21 +69,16 @@ fn load(url: String, conns: usize, secs: u64, run_id: &str) -> (u64, u64) {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         for c in 0..conns {
-            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build_http();
+            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(1)
+                .build_http();
             let (url, ok, bad, stop) = (url.clone(), ok.clone(), bad.clone(), stop.clone());
             let run_id = run_id.to_string();
             tasks.push(tokio::spawn(async move {
                 let mut i: u64 = 0;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let body = format!(
-                        r#"{{"id":"{run_id}-{c}-{i}","type":"message.received","data":{{"text":"benchmark payload of a typical size, a few hundred bytes","from":"+15555550100","chat":"chat_1234567890"}}}}"#
-                    );
-                    let req = http::Request::post(&url)
-                        .header("content-type", "application/json")
-                        .header("x-sig", sign(body.as_bytes()))
-                        .body(Full::new(Bytes::from(body)))
-                        .unwrap();
+                    let req = event_request(&url, &format!("{run_id}-{c}-{i}"));
                     match client.request(req).await {
                         Ok(r) if r.status() == 200 => {
                             let _ = r.into_body().collect().await;
@@ -135,6 +154,145 @@ fn fsync_floor(dir: &std::path::Path) -> Duration {
     took[took.len() / 2]
 }
 
+/// Ack latencies (µs) of an open-loop run, and its failed requests.
+struct OpenRun {
+    latencies: Vec<u64>,
+    errors: u64,
+}
+
+impl OpenRun {
+    /// The latency at quantile `q` (0-1), in ms.
+    fn ms(&self, q: f64) -> f64 {
+        let v = &self.latencies;
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v[((v.len() as f64 * q) as usize).min(v.len() - 1)] as f64 / 1000.0
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{:>7.2} {:>7.2} {:>7.2} ms {:>6} errors",
+            self.ms(0.5),
+            self.ms(0.99),
+            self.ms(0.999),
+            self.errors
+        )
+    }
+}
+
+/// Longest a request of the open loop may take before it counts as failed.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends `rate` requests/s for `secs` whatever the answers (new connections
+/// open as needed), each timed from when it was due, not from when it was
+/// sent, so a server that falls behind shows its queueing in the latency.
+fn open_loop(url: String, rate: u64, secs: u64, run_id: &str) -> OpenRun {
+    let rt = runtime(2, "load");
+    let run_id = run_id.to_string();
+    rt.block_on(async move {
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(usize::MAX)
+            .build_http();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<u64>>();
+        let total = rate * secs;
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut sent = 0u64;
+        while sent < total {
+            tick.tick().await;
+            let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+            for n in sent..due {
+                let at = start + Duration::from_secs_f64(n as f64 / rate as f64);
+                let req = event_request(&url, &format!("{run_id}-{n}"));
+                let (client, tx) = (client.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let answered = tokio::time::timeout(OPEN_TIMEOUT, async {
+                        let r = client.request(req).await.ok()?;
+                        let ok = r.status() == 200;
+                        r.into_body().collect().await.ok()?;
+                        ok.then_some(())
+                    })
+                    .await;
+                    let took = at.elapsed().as_micros() as u64;
+                    let _ = tx.send(matches!(answered, Ok(Some(()))).then_some(took));
+                });
+            }
+            sent = due;
+        }
+        drop(tx);
+        let mut run = OpenRun {
+            latencies: Vec::with_capacity(total as usize),
+            errors: 0,
+        };
+        while let Some(r) = rx.recv().await {
+            match r {
+                Some(us) => run.latencies.push(us),
+                None => run.errors += 1,
+            }
+        }
+        run.latencies.sort_unstable();
+        run
+    })
+}
+
+/// The rates of the open loop: `HOOKD_BENCH_RATES`, else 2k-20k/s.
+fn open_rates() -> Vec<u64> {
+    std::env::var("HOOKD_BENCH_RATES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect())
+        .filter(|v: &Vec<u64>| !v.is_empty())
+        .unwrap_or_else(|| vec![2_000, 5_000, 10_000, 20_000])
+}
+
+/// hookd's p99 budget in the open loop: providers time out at 5-30 s and
+/// retry, but an answer this slow already means a queue is building.
+const P99_BUDGET_MS: f64 = 50.0;
+
+/// The open loop at each rate, hookd then the bare endpoint; after the
+/// given rates, ×1.5 steps while hookd's p99 stays within budget.
+fn open_mode(url: &str, bare_url: &str, secs: u64) {
+    println!(
+        "ingest benchmark, open loop: {secs} s per rate and target; latency from each request's scheduled time to its answer"
+    );
+    println!("  rate/s     hookd p50     p99   p99.9            |  bare p50     p99   p99.9");
+    let mut rates = open_rates();
+    let mut best = None;
+    let mut i = 0;
+    while i < rates.len() {
+        let rate = rates[i];
+        let h = open_loop(url.to_string(), rate, secs, &format!("open{rate}"));
+        let b = open_loop(bare_url.to_string(), rate, secs, &format!("bare{rate}"));
+        println!("  {rate:>6}  {}  | {}", h.line(), b.line());
+        let within = h.errors == 0 && h.ms(0.99) < P99_BUDGET_MS;
+        if within {
+            best = Some(rate);
+        }
+        if i + 1 == rates.len() && within && rates.len() < 12 {
+            rates.push(rate * 3 / 2);
+        }
+        i += 1;
+    }
+    match best {
+        Some(r) => println!("  highest rate with hookd's p99 under {P99_BUDGET_MS} ms: {r}/s"),
+        None => println!("  no rate kept hookd's p99 under {P99_BUDGET_MS} ms"),
+    }
+}
+
+/// CPU per answered request, in µs, of the threads whose name starts with
+/// `prefix`, as `total (name user+sys, …)`.
+fn cpu_line(cpu: &BTreeMap<String, (f64, f64)>, prefix: &str, answered: u64) -> String {
+    let per = |s: f64| s * 1e6 / answered.max(1) as f64;
+    let mine: Vec<_> = cpu.iter().filter(|(k, _)| k.starts_with(prefix)).collect();
+    let total: f64 = mine.iter().map(|(_, (u, s))| u + s).sum();
+    let parts: Vec<String> = mine
+        .iter()
+        .map(|(k, (u, s))| format!("{k} {:.1}+{:.1}", per(*u), per(*s)))
+        .collect();
+    format!("{:.1} µs ({})", per(total), parts.join(", "))
+}
+
 fn main() {
     // `cargo bench` passes --bench; nothing to parse.
     let secs = env_num("HOOKD_BENCH_SECS", 5);
@@ -154,16 +312,24 @@ fn main() {
     load(bare_url.clone(), conns, 1, "warm-bare");
     load(url.clone(), conns, 1, "warmup");
     let warm = daemon.store.stats();
+    if std::env::var("HOOKD_BENCH_MODE").as_deref() == Ok("open") {
+        open_mode(&url, &bare_url, secs);
+        hookd_rt.block_on(daemon.shutdown());
+        return;
+    }
     let (mut bare_ok, mut bare_bad, mut bare_secs) = (0, 0, 0.0);
     let (mut ok, mut bad, mut elapsed) = (0, 0, 0.0);
+    let (mut bare_cpu, mut hookd_cpu) = (BTreeMap::new(), BTreeMap::new());
     for round in 0..rounds {
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), thread_cpu());
         let (o, b) = load(bare_url.clone(), conns, secs, &format!("bare{round}"));
         bare_secs += started.elapsed().as_secs_f64();
+        add_cpu(&mut bare_cpu, cpu_between(&cpu, &thread_cpu()));
         (bare_ok, bare_bad) = (bare_ok + o, bare_bad + b);
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), thread_cpu());
         let (o, b) = load(url.clone(), conns, secs, &format!("run{round}"));
         elapsed += started.elapsed().as_secs_f64();
+        add_cpu(&mut hookd_cpu, cpu_between(&cpu, &thread_cpu()));
         (ok, bad) = (ok + o, bad + b);
     }
     let end = daemon.store.stats();
@@ -179,6 +345,16 @@ fn main() {
     println!("  bare axum endpoint : {bare_rate:>10.0} req/s ({bare_bad} errors)");
     println!("  hookd (hmac+SQLite): {rate:>10.0} req/s ({bad} errors), synchronous=FULL");
     println!("  ratio hookd / bare : {:>10.2}", rate / bare_rate);
+    // CPU (user+sys) per answered request, by thread; on two cores the
+    // daemon shares them with the load generator.
+    println!(
+        "  CPU per request    : hookd {}",
+        cpu_line(&hookd_cpu, "hookd", ok)
+    );
+    println!(
+        "                       bare  {}",
+        cpu_line(&bare_cpu, "bare", bare_ok)
+    );
     let (commits, jobs) = (end.commits - warm.commits, end.jobs - warm.jobs);
     let per_commit = |d: Duration| d.as_secs_f64() * 1e6 / commits.max(1) as f64;
     let (run, commit) = (

@@ -31,3 +31,71 @@ pub fn config(dir: &std::path::Path, rest: &str) -> hookd::config::Config {
     );
     hookd::config::parse(&text, &dir.join("bench.toml")).unwrap()
 }
+
+/// CPU time of one of this process's threads, in clock ticks.
+#[derive(Clone, Debug, Default)]
+pub struct ThreadCpu {
+    pub name: String,
+    pub user: u64,
+    pub sys: u64,
+}
+
+/// Every live thread of this process by tid, with its CPU time so far.
+pub fn thread_cpu() -> std::collections::HashMap<u32, ThreadCpu> {
+    let mut out = std::collections::HashMap::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let p = task.unwrap().path();
+        let Some(tid) = p.file_name().and_then(|n| n.to_str()?.parse().ok()) else {
+            continue;
+        };
+        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+        // Fields after the name in parentheses: utime and stime are the 12th and 13th.
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let tick = |i: usize| f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+        out.insert(
+            tid,
+            ThreadCpu {
+                name: name.trim().to_string(),
+                user: tick(11),
+                sys: tick(12),
+            },
+        );
+    }
+    out
+}
+
+/// Seconds of CPU (user, sys) spent between two snapshots, summed by
+/// thread name; a thread that ended in between is not counted.
+pub fn cpu_between(
+    before: &std::collections::HashMap<u32, ThreadCpu>,
+    after: &std::collections::HashMap<u32, ThreadCpu>,
+) -> std::collections::BTreeMap<String, (f64, f64)> {
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut out = std::collections::BTreeMap::<String, (f64, f64)>::new();
+    for (tid, a) in after {
+        let b = before.get(tid).cloned().unwrap_or_default();
+        let e = out.entry(a.name.clone()).or_default();
+        e.0 += a.user.saturating_sub(b.user) as f64 / hz;
+        e.1 += a.sys.saturating_sub(b.sys) as f64 / hz;
+    }
+    out
+}
+
+/// Adds `more` into `total`, name by name.
+pub fn add_cpu(
+    total: &mut std::collections::BTreeMap<String, (f64, f64)>,
+    more: std::collections::BTreeMap<String, (f64, f64)>,
+) {
+    for (k, (u, s)) in more {
+        let e = total.entry(k).or_default();
+        e.0 += u;
+        e.1 += s;
+    }
+}
