@@ -408,3 +408,42 @@ async fn github_stripe_and_shopify_presets_store_id_and_type() {
     assert_eq!(rows, want);
     d.stop().await;
 }
+
+/// `hookd check` shows what each preset fills in (and no secret).
+#[test]
+fn check_prints_what_a_preset_fills_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let body: String = PRESETS
+        .iter()
+        .map(|p| {
+            format!("[[source]]\nname = \"{p}\"\nprovider = \"{p}\"\nsecret = \"{SW_SECRET}\"\n\n")
+        })
+        .collect();
+    let cfg = write_config(dir.path(), &body);
+    let out = assert_cmd::Command::new(bin())
+        .args(["-c", cfg.to_str().unwrap(), "check"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "signature standard-webhooks webhook-id/-timestamp/-signature (or svix-*)",
+        "id [signed:id]  type [json:/type]  time [signed:timestamp]",
+        "signature hmac x-hub-signature-256: sha256=<hex HMAC-SHA256 of {body}>",
+        "id [header:x-github-delivery]  type [header:x-github-event], then \".\" + json:/action when present  time [now]",
+        "signature stripe stripe-signature: t=<timestamp>,v1=<hex of {t}.{body}>",
+        "id [json:/id]  type [json:/type]  time [json:/created]",
+        "signature hmac x-slack-signature: v0=<hex HMAC-SHA256 of v0:{timestamp}:{body}>, {timestamp} from x-slack-request-timestamp",
+        "id [json:/event_id, hash]  type [json:/event/type, json:/type]  time [json:/event_time, now]",
+        "signature hmac x-shopify-hmac-sha256: <base64 HMAC-SHA256 of {body}>",
+        "id [header:x-shopify-webhook-id]  type [header:x-shopify-topic]  time [header:x-shopify-triggered-at, now]",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(!text.contains(SW_SECRET.trim_start_matches("whsec_")));
+}
