@@ -448,6 +448,41 @@ fn is_identifier(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
+/// `header:webhook-id` on a Standard Webhooks source means the message id
+/// whichever spelling the sender uses (`svix-id` too), and is read from the
+/// verified request; the same for the timestamp.
+fn signed_spelling(list: Vec<Extractor>, scheme: &Scheme) -> Vec<Extractor> {
+    list.into_iter()
+        .map(|e| match &e {
+            Extractor::Header(h) => scheme.signed_header(h).map_or(e, Extractor::Signed),
+            _ => e,
+        })
+        .collect()
+}
+
+/// Every `signed:` extractor names something the source's scheme signs.
+fn signed_by(spec: &ExtractSpec, scheme: &Scheme, p: &KeyPath) -> VResult<()> {
+    let lists = [("id", &spec.id), ("type", &spec.ty), ("time", &spec.time)];
+    for (key, list) in lists {
+        for (i, e) in list.iter().enumerate() {
+            if let Extractor::Signed(f) = e
+                && !scheme.signs(*f)
+            {
+                return Err((
+                    p.key(key).index(i),
+                    format!(
+                        "scheme {:?} signs no {}; signed:id needs standard-webhooks or hmac with id_header, \
+                         signed:timestamp a scheme that signs a timestamp",
+                        scheme.name(),
+                        f.name()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Validator {
     /// A config path, relative to the config file's directory, without `.` steps.
     fn path(&self, p: &str) -> PathBuf {
@@ -648,12 +683,10 @@ impl Validator {
             ));
         }
         let provider = ProviderKind::parse(&r.provider).ok_or_else(|| {
+            let names: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.name()).collect();
             (
                 p.key("provider"),
-                format!(
-                    "{:?} is not one of: linkup, linq, linkedapi, generic",
-                    r.provider
-                ),
+                format!("{:?} is not one of: {}", r.provider, names.join(", ")),
             )
         })?;
         let preset = provider.preset();
@@ -684,14 +717,11 @@ impl Validator {
                 format!("{path:?} must be a URL path starting with '/'"),
             ));
         }
-        let sig_cfg = match (r.signature, preset.scheme) {
+        let sig_cfg = match (r.signature, preset.signature) {
             (Some(s), _) => s,
             // Pulled events come over our own authenticated request and
             // carry no signature: the preset's scheme is for pushes.
-            (None, Some(name)) if mode == Mode::Push => SignatureConfig {
-                scheme: name.to_string(),
-                ..Default::default()
-            },
+            (None, Some(preset)) if mode == Mode::Push => preset,
             (None, _) if mode != Mode::Push => SignatureConfig {
                 scheme: "none".into(),
                 ..Default::default()
@@ -747,12 +777,21 @@ impl Validator {
                 ),
             ));
         }
-        let mut preset_extract = preset.extract.clone();
+        let mut preset_extract = match provider {
+            ProviderKind::Generic => crate::provider::scheme_extract(&scheme),
+            _ => preset.extract.clone(),
+        };
         if provider == ProviderKind::Linkup && mode != Mode::Push {
             preset_extract.id =
                 crate::provider::extractors(crate::provider::linkup_hosted::PULL_ID);
         }
-        let extract = self.extract(r.extract, &p.key("extract"), &preset_extract, provider)?;
+        let extract = self.extract(
+            r.extract,
+            &p.key("extract"),
+            &preset_extract,
+            provider,
+            &scheme,
+        )?;
         let mut type_aliases: BTreeMap<String, String> = preset
             .aliases
             .iter()
@@ -804,7 +843,7 @@ impl Validator {
                 ("auto", RegisterMode::Auto),
             ],
         )?;
-        if register == RegisterMode::Auto && provider == ProviderKind::Generic {
+        if register == RegisterMode::Auto && !provider.has_management_api() {
             return Err((
                 p.key("register"),
                 "\"auto\" needs a provider with a management API (linkup, linq, linkedapi)".into(),
@@ -861,6 +900,7 @@ impl Validator {
         p: &KeyPath,
         preset: &ExtractSpec,
         provider: ProviderKind,
+        scheme: &Scheme,
     ) -> VResult<ExtractSpec> {
         let r = r.unwrap_or_default();
         let list =
@@ -874,11 +914,17 @@ impl Validator {
                         .collect(),
                 }
             };
-        let spec = ExtractSpec {
-            id: list("id", r.id, &preset.id)?,
-            ty: list("type", r.ty, &preset.ty)?,
-            time: list("time", r.time, &preset.time)?,
+        let type_suffix = match r.ty {
+            None => preset.type_suffix.clone(),
+            Some(_) => None,
         };
+        let spec = ExtractSpec {
+            id: signed_spelling(list("id", r.id, &preset.id)?, scheme),
+            ty: list("type", r.ty, &preset.ty)?,
+            time: signed_spelling(list("time", r.time, &preset.time)?, scheme),
+            type_suffix,
+        };
+        signed_by(&spec, scheme, p)?;
         let generic = provider == ProviderKind::Generic;
         if spec.id.is_empty() {
             return Err((

@@ -13,6 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::timefmt;
+use crate::verify::{Scheme, Signed};
 
 /// One way to find a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,10 +31,14 @@ pub enum Extractor {
     HashOf(Vec<String>),
     /// The receive time (time only).
     Now,
+    /// A value the source's signature covers (`signed:id`,
+    /// `signed:timestamp`), read from the verified request.
+    Signed(Signed),
 }
 
 impl Extractor {
-    /// Parses `json:/a/b`, `header:Name`, `const:x`, `hash`, `now`.
+    /// Parses `json:/a/b`, `header:Name`, `const:x`, `hash`, `hash:/a,/b`,
+    /// `signed:id`, `signed:timestamp`, `now`.
     pub fn parse(s: &str) -> Result<Extractor, String> {
         if let Some(p) = s.strip_prefix("json:") {
             if !p.is_empty() && !p.starts_with('/') {
@@ -60,11 +65,16 @@ impl Extractor {
             }
             return Ok(Extractor::HashOf(pointers));
         }
+        if let Some(f) = s.strip_prefix("signed:") {
+            return Signed::parse(f)
+                .map(Extractor::Signed)
+                .ok_or_else(|| format!("{s:?}: a signature covers signed:id or signed:timestamp"));
+        }
         match s {
             "hash" => Ok(Extractor::Hash),
             "now" => Ok(Extractor::Now),
             _ => Err(format!(
-                "{s:?} is not an extractor; use json:/pointer, header:Name, const:value, hash or now"
+                "{s:?} is not an extractor; use json:/pointer, header:Name, const:value, signed:id, signed:timestamp, hash or now"
             )),
         }
     }
@@ -79,6 +89,7 @@ impl std::fmt::Display for Extractor {
             Extractor::Hash => f.write_str("hash"),
             Extractor::HashOf(ps) => write!(f, "hash:{}", ps.join(",")),
             Extractor::Now => f.write_str("now"),
+            Extractor::Signed(field) => write!(f, "signed:{}", field.name()),
         }
     }
 }
@@ -89,6 +100,10 @@ pub struct ExtractSpec {
     pub id: Vec<Extractor>,
     pub ty: Vec<Extractor>,
     pub time: Vec<Extractor>,
+    /// Joined to the type after a `.` when it yields a value: GitHub's
+    /// `X-GitHub-Event: pull_request` with `"action": "opened"` in the body
+    /// is `pull_request.opened`.
+    pub type_suffix: Option<Extractor>,
 }
 
 /// What normalization found.
@@ -127,6 +142,8 @@ pub struct Input<'a> {
     pub body: &'a [u8],
     pub json: Option<&'a Value>,
     pub received_at: i64,
+    /// The scheme that verified the request, for `signed:` extractors.
+    pub scheme: Option<&'a Scheme>,
 }
 
 impl ExtractSpec {
@@ -152,10 +169,11 @@ impl ExtractSpec {
             .iter()
             .find_map(|e| text_value(e, input))
             .ok_or_else(|| ExtractError::NoType(list(&self.ty)))?;
-        let event_type = aliases
-            .get(&type_raw)
-            .cloned()
-            .unwrap_or_else(|| type_raw.clone());
+        let full = match self.type_suffix.as_ref().and_then(|e| text_value(e, input)) {
+            Some(suffix) => format!("{type_raw}.{suffix}"),
+            None => type_raw.clone(),
+        };
+        let event_type = aliases.get(&full).cloned().unwrap_or(full);
         let occurred_at = self.time.iter().find_map(|e| time_value(e, input));
         Ok(Extracted {
             event_id,
@@ -217,6 +235,10 @@ fn text_value(e: &Extractor, input: &Input<'_>) -> Option<String> {
         },
         Extractor::Header(h) => input.headers.get(h)?.to_str().ok()?.trim().to_string(),
         Extractor::Const(c) => c.clone(),
+        Extractor::Signed(f) => {
+            let v = input.scheme?.signed_value(*f, input.headers)?;
+            std::str::from_utf8(v).ok()?.trim().to_string()
+        }
         Extractor::Hash | Extractor::HashOf(_) | Extractor::Now => return None,
     };
     (!v.is_empty() && v.len() <= MAX_TEXT && !v.chars().any(char::is_control)).then_some(v)
@@ -312,6 +334,7 @@ mod tests {
             id: p(id),
             ty: p(ty),
             time: p(time),
+            type_suffix: None,
         }
     }
 
@@ -324,6 +347,7 @@ mod tests {
                 body: body.as_bytes(),
                 json: json.as_ref(),
                 received_at: 42,
+                scheme: None,
             },
             &aliases,
         )

@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{Config, HandlerKind, PullConfig};
+use crate::config::{Config, HandlerKind, PullConfig, SourceConfig};
+use crate::extract::Extractor;
 use crate::provider::Mode;
 
 pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
@@ -54,7 +55,7 @@ pub fn plan(cfg: &Config) -> String {
         };
         let secrets: Vec<String> = s.secret_refs.iter().map(|r| r.to_string()).collect();
         out += &format!(
-            "  {:<14} {:<10} {:<28} scheme {} secrets [{}]\n",
+            "  {:<14} {:<17} {:<28} scheme {} secrets [{}]\n",
             s.name,
             s.provider.name(),
             at,
@@ -64,6 +65,7 @@ pub fn plan(cfg: &Config) -> String {
         if let Some(p) = &s.pull {
             out += &pull_line(s.mode, p);
         }
+        out += &ingest_lines(s);
     }
     out += "\nhandlers\n";
     for h in &cfg.handlers {
@@ -103,6 +105,40 @@ pub fn plan(cfg: &Config) -> String {
                 hs.join(", ")
             }
         );
+    }
+    out
+}
+
+/// What the source's signature, extraction and type aliases are, whether
+/// written in the config or filled in by the provider's preset.
+fn ingest_lines(s: &SourceConfig) -> String {
+    let list = |l: &[Extractor]| {
+        let items: Vec<String> = l.iter().map(Extractor::to_string).collect();
+        format!("[{}]", items.join(", "))
+    };
+    let e = &s.extract;
+    let suffix = match &e.type_suffix {
+        Some(x) => format!(", then \".\" + {x} when present"),
+        None => String::new(),
+    };
+    let mut out = String::new();
+    if s.mode == Mode::Push {
+        out += &format!("  {:<14} signature {}\n", "", s.scheme.describe());
+    }
+    out += &format!(
+        "  {:<14} id {}  type {}{suffix}  time {}\n",
+        "",
+        list(&e.id),
+        list(&e.ty),
+        list(&e.time)
+    );
+    if !s.type_aliases.is_empty() {
+        let a: Vec<String> = s
+            .type_aliases
+            .iter()
+            .map(|(from, to)| format!("{from} -> {to}"))
+            .collect();
+        out += &format!("  {:<14} type aliases {}\n", "", a.join(", "));
     }
     out
 }

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use crate::config::{Config, SourceConfig};
-use crate::provider::ProviderKind;
 use crate::provider::manage::{ManageError, Manager};
 use crate::store::{Store, StoreOptions};
 
@@ -24,7 +23,7 @@ pub fn pick<'a>(
         let all: Vec<&SourceConfig> = cfg
             .sources
             .iter()
-            .filter(|s| s.provider != ProviderKind::Generic && wanted(s))
+            .filter(|s| s.provider.has_management_api() && wanted(s))
             .collect();
         if all.is_empty() {
             bail!("no source fits: name one, or configure a linkup, linq or linkedapi source");

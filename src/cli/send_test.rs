@@ -64,7 +64,8 @@ pub fn send_test(cfg: &Config, a: SendTestArgs) -> anyhow::Result<ExitCode> {
         let key = rt.keys(idx).first().with_context(|| {
             format!("source {} has no secret to sign with (configure secret, or run `hookd register {}`)", src.name, src.name)
         })?;
-        headers.extend(src.scheme.sign(key, &s.body, now / 1_000_000, &s.msg_id));
+        let signed = src.scheme.sign(key, &s.body, now / 1_000_000, &s.msg_id);
+        set_signed(&mut headers, signed);
     }
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -108,6 +109,18 @@ pub fn send_test(cfg: &Config, a: SendTestArgs) -> anyhow::Result<ExitCode> {
             eprintln!("hint: `hookd rejected --source {}` shows why", src.name);
         }
         Ok(ExitCode::from(1))
+    }
+}
+
+/// Puts the signature's headers in place of any the sample set under the
+/// same name (an extractor may name a header the scheme sets, such as
+/// `webhook-id`): a header sent twice is refused as ambiguous.
+fn set_signed(headers: &mut http::HeaderMap, signed: Vec<(http::HeaderName, http::HeaderValue)>) {
+    for (name, _) in &signed {
+        headers.remove(name);
+    }
+    for (name, value) in signed {
+        headers.append(name, value);
     }
 }
 

@@ -116,8 +116,8 @@ fn bad_values_name_line_and_key() {
         ),
         (
             "provider = \"generic\"",
-            "provider = \"github\"",
-            "github",
+            "provider = \"gitlab\"",
+            "gitlab",
             "source[0].provider",
         ),
         (
@@ -194,4 +194,131 @@ fn admin_must_stay_on_loopback_unless_allowed() {
         )
         .is_ok()
     );
+}
+
+fn source(body: &str) -> Result<SourceConfig, ConfigError> {
+    let text = format!("[[source]]\nname = \"s\"\n{body}\n");
+    parse(&text, Path::new("r.toml")).map(|c| c.sources[0].clone())
+}
+
+fn lists(s: &SourceConfig) -> [String; 3] {
+    let join = |l: &[Extractor]| {
+        l.iter()
+            .map(Extractor::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    [
+        join(&s.extract.id),
+        join(&s.extract.ty),
+        join(&s.extract.time),
+    ]
+}
+
+const SW_SECRET: &str = "secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"";
+
+/// A generic Standard Webhooks source needs no extract table; naming the
+/// id or timestamp header (either spelling) means the signed value.
+#[test]
+fn standard_webhooks_scheme_supplies_its_extraction() {
+    let want = ["signed:id", "json:/type", "signed:timestamp"].map(String::from);
+    let generic = source(&format!(
+        "provider = \"generic\"\n{SW_SECRET}\nsignature = {{ scheme = \"standard-webhooks\" }}"
+    ))
+    .unwrap();
+    assert_eq!(lists(&generic), want);
+    let preset = source(&format!("provider = \"standard-webhooks\"\n{SW_SECRET}")).unwrap();
+    assert_eq!(lists(&preset), want);
+    assert_eq!(preset.scheme.name(), "standard-webhooks");
+    for (id, time) in [
+        ("webhook-id", "svix-timestamp"),
+        ("Svix-Id", "Webhook-Timestamp"),
+    ] {
+        let s = source(&format!(
+            "provider = \"generic\"\n{SW_SECRET}\nsignature = {{ scheme = \"standard-webhooks\" }}\n\
+             extract = {{ id = [\"header:{id}\"], type = [\"header:X-Type\"], time = [\"header:{time}\", \"now\"] }}"
+        ))
+        .unwrap();
+        let got = lists(&s);
+        assert_eq!(got[0], "signed:id");
+        assert_eq!(got[1], "header:x-type");
+        assert_eq!(got[2], "signed:timestamp,now");
+    }
+    // Other schemes keep `header:` as written.
+    let s = source(
+        "provider = \"generic\"\nsecret = \"k\"\nsignature = { scheme = \"hmac\", header = \"X-Sig\" }\n\
+         extract = { id = [\"header:webhook-id\"], type = [\"json:/type\"] }",
+    )
+    .unwrap();
+    assert_eq!(lists(&s)[0], "header:webhook-id");
+}
+
+#[test]
+fn signed_extractors_need_a_scheme_that_signs_them() {
+    let text = "[[source]]\nname = \"s\"\nprovider = \"generic\"\nsecret = \"k\"\n\
+                signature = { scheme = \"stripe\" }\n\
+                extract = { id = [\"json:/id\", \"signed:id\"], type = [\"json:/type\"] }\n";
+    let e = parse(text, Path::new("r.toml")).unwrap_err();
+    assert_eq!(e.key, "source[0].extract.id[1]", "{e}");
+    assert_eq!(e.line, Some(6), "{e}");
+    assert!(e.message.contains("scheme \"stripe\" signs no id"), "{e}");
+    let ok = text.replace("signed:id", "hash").replace(
+        "type = [\"json:/type\"]",
+        "type = [\"json:/type\"], time = [\"signed:timestamp\"]",
+    );
+    assert!(parse(&ok, Path::new("r.toml")).is_ok());
+    let hmac_id = source(
+        "provider = \"generic\"\nsecret = \"k\"\n\
+         signature = { scheme = \"hmac\", header = \"X-Sig\", id_header = \"X-Id\", signed = \"{id}.{body}\" }\n\
+         extract = { id = [\"signed:id\"], type = [\"json:/type\"] }",
+    );
+    assert!(hmac_id.is_ok());
+    let e = source("provider = \"generic\"\nsecret = \"k\"\nsignature = { scheme = \"hmac\", header = \"X\" }\nextract = { id = [\"signed:body\"], type = [\"json:/t\"] }").unwrap_err();
+    assert!(e.message.contains("signed:id or signed:timestamp"), "{e}");
+}
+
+/// Every sender preset needs nothing but a secret, and fills in what
+/// `hookd check` shows.
+#[test]
+fn sender_presets_need_only_a_secret() {
+    let cases = [
+        ("standard-webhooks", "standard-webhooks", "signed:id"),
+        ("github", "hmac", "header:x-github-delivery"),
+        ("stripe", "stripe", "json:/id"),
+        ("slack", "hmac", "json:/event_id,hash"),
+        ("shopify", "hmac", "header:x-shopify-webhook-id"),
+    ];
+    for (provider, scheme, id) in cases {
+        let s = source(&format!("provider = \"{provider}\"\n{SW_SECRET}")).unwrap();
+        assert_eq!(s.scheme.name(), scheme, "{provider}");
+        assert_eq!(lists(&s)[0], id, "{provider}");
+        assert_eq!(s.mode, Mode::Push);
+        let e = source(&format!("provider = \"{provider}\"")).unwrap_err();
+        assert_eq!(e.key, "source[0].secret", "{provider}: {e}");
+        let e = source(&format!(
+            "provider = \"{provider}\"\n{SW_SECRET}\nmode = \"poll\""
+        ))
+        .unwrap_err();
+        assert!(
+            e.message.contains("supports mode push only"),
+            "{provider}: {e}"
+        );
+        let e = source(&format!(
+            "provider = \"{provider}\"\n{SW_SECRET}\nregister = \"auto\""
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "source[0].register", "{provider}: {e}");
+    }
+    // GitHub's action is joined to the event; a type of one's own replaces both.
+    let gh = source(&format!("provider = \"github\"\n{SW_SECRET}")).unwrap();
+    assert_eq!(
+        gh.extract.type_suffix.as_ref().map(Extractor::to_string),
+        Some("json:/action".into())
+    );
+    let own = source(&format!(
+        "provider = \"github\"\n{SW_SECRET}\nextract = {{ type = [\"json:/kind\"] }}"
+    ))
+    .unwrap();
+    assert_eq!(own.extract.type_suffix, None);
+    assert_eq!(lists(&own)[0], "header:x-github-delivery");
 }

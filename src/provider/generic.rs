@@ -6,7 +6,7 @@ use crate::extract::ExtractSpec;
 
 pub fn preset() -> Preset {
     Preset {
-        scheme: None,
+        signature: None,
         extract: ExtractSpec::default(),
         aliases: &[],
         modes: &[Mode::Push, Mode::Sse, Mode::Poll],

@@ -4,11 +4,11 @@
 //! falls back to a hash of the body; poll items carry `event_id`. The emitted
 //! type `message` is what the subscription filter calls `message_received`.
 
-use super::{Mode, Preset, spec};
+use super::{Mode, Preset, named, spec};
 
 pub fn preset() -> Preset {
     Preset {
-        scheme: Some("linkup"),
+        signature: named("linkup"),
         extract: spec(
             &["json:/event_id", "hash"],
             &["json:/event/type", "json:/type"],

@@ -4,11 +4,11 @@
 //! Standard Webhooks and legacy headers repeat the id and type, so they are
 //! fallbacks. The signature is the multi-variant `linq` scheme.
 
-use super::{Mode, Preset, spec};
+use super::{Mode, Preset, named, spec};
 
 pub fn preset() -> Preset {
     Preset {
-        scheme: Some("linq"),
+        signature: named("linq"),
         extract: spec(
             &["json:/event_id", "header:webhook-id"],
             &["json:/event_type", "header:X-Webhook-Event"],

@@ -6,14 +6,20 @@
 //! in TOML. The control plane (register, list, …) is in [`manage`].
 
 pub mod generic;
+pub mod github;
 pub mod linkedapi;
 pub mod linkup;
 pub mod linkup_hosted;
 pub mod linq;
 pub mod manage;
 pub mod sample;
+pub mod shopify;
+pub mod slack;
+pub mod standard_webhooks;
+pub mod stripe;
 
 use crate::extract::{ExtractSpec, Extractor};
+use crate::verify::{Scheme, SignatureConfig};
 
 /// The `provider = "…"` of a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,14 +27,24 @@ pub enum ProviderKind {
     Linkup,
     Linq,
     LinkedApi,
+    StandardWebhooks,
+    Github,
+    Stripe,
+    Slack,
+    Shopify,
     Generic,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 4] = [
+    pub const ALL: [ProviderKind; 9] = [
         ProviderKind::Linkup,
         ProviderKind::Linq,
         ProviderKind::LinkedApi,
+        ProviderKind::StandardWebhooks,
+        ProviderKind::Github,
+        ProviderKind::Stripe,
+        ProviderKind::Slack,
+        ProviderKind::Shopify,
         ProviderKind::Generic,
     ];
 
@@ -41,6 +57,11 @@ impl ProviderKind {
             ProviderKind::Linkup => "linkup",
             ProviderKind::Linq => "linq",
             ProviderKind::LinkedApi => "linkedapi",
+            ProviderKind::StandardWebhooks => "standard-webhooks",
+            ProviderKind::Github => "github",
+            ProviderKind::Stripe => "stripe",
+            ProviderKind::Slack => "slack",
+            ProviderKind::Shopify => "shopify",
             ProviderKind::Generic => "generic",
         }
     }
@@ -51,13 +72,45 @@ impl ProviderKind {
         matches!(self, ProviderKind::Linkup | ProviderKind::LinkedApi)
     }
 
+    /// hookd can register, list and remove subscriptions at the provider
+    /// (the others are set up in the sender's own settings).
+    pub fn has_management_api(self) -> bool {
+        matches!(
+            self,
+            ProviderKind::Linkup | ProviderKind::Linq | ProviderKind::LinkedApi
+        )
+    }
+
     pub fn preset(self) -> Preset {
         match self {
             ProviderKind::Linkup => linkup::preset(),
             ProviderKind::Linq => linq::preset(),
             ProviderKind::LinkedApi => linkedapi::preset(),
+            ProviderKind::StandardWebhooks => standard_webhooks::preset(),
+            ProviderKind::Github => github::preset(),
+            ProviderKind::Stripe => stripe::preset(),
+            ProviderKind::Slack => slack::preset(),
+            ProviderKind::Shopify => shopify::preset(),
             ProviderKind::Generic => generic::preset(),
         }
+    }
+
+    /// A verified request that is a handshake rather than an event, and the
+    /// body to answer it with (Slack's `url_verification` challenge).
+    pub fn handshake(self, body: &[u8]) -> Option<serde_json::Value> {
+        match self {
+            ProviderKind::Slack => slack::challenge(body),
+            _ => None,
+        }
+    }
+}
+
+/// What a signature scheme itself defines, for a source without a preset:
+/// Standard Webhooks names the message id and its time.
+pub fn scheme_extract(scheme: &Scheme) -> ExtractSpec {
+    match scheme {
+        Scheme::StandardWebhooks => standard_webhooks::extract(),
+        _ => ExtractSpec::default(),
     }
 }
 
@@ -90,8 +143,8 @@ impl Mode {
 /// The ingest defaults of a provider.
 #[derive(Clone, Debug)]
 pub struct Preset {
-    /// Signature scheme name used when the source has no `signature` table.
-    pub scheme: Option<&'static str>,
+    /// The `signature` table used when the source has none.
+    pub signature: Option<SignatureConfig>,
     pub extract: ExtractSpec,
     pub aliases: &'static [(&'static str, &'static str)],
     pub modes: &'static [Mode],
@@ -105,11 +158,20 @@ pub(crate) fn extractors(list: &[&str]) -> Vec<Extractor> {
         .collect()
 }
 
+/// A `signature` table naming only a scheme.
+pub(crate) fn named(scheme: &str) -> Option<SignatureConfig> {
+    Some(SignatureConfig {
+        scheme: scheme.to_string(),
+        ..Default::default()
+    })
+}
+
 pub(crate) fn spec(id: &[&str], ty: &[&str], time: &[&str]) -> ExtractSpec {
     ExtractSpec {
         id: extractors(id),
         ty: extractors(ty),
         time: extractors(time),
+        type_suffix: None,
     }
 }
 
@@ -123,6 +185,9 @@ mod tests {
             assert_eq!(ProviderKind::parse(k.name()), Some(k));
             let p = k.preset();
             assert!(p.modes.contains(&Mode::Push));
+            if let Some(sig) = &p.signature {
+                Scheme::from_config(sig).expect("preset signature is valid");
+            }
         }
     }
 }

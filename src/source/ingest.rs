@@ -33,10 +33,17 @@ pub struct Inbound {
 }
 
 /// A committed answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stored {
-    Accepted { id: i64 },
-    Duplicate { id: i64 },
+    Accepted {
+        id: i64,
+    },
+    Duplicate {
+        id: i64,
+    },
+    /// A verified handshake (Slack's `url_verification`): answered with
+    /// this body, not stored.
+    Handshake(serde_json::Value),
 }
 
 /// Why an event was not stored.
@@ -134,6 +141,9 @@ impl Ingest {
             self.refused(src, &inbound, 401, r.code(), &r.to_string());
             Refusal::Unauthorized(r)
         })?;
+        if let Some(reply) = src.provider.handshake(&inbound.body) {
+            return Ok(Stored::Handshake(reply));
+        }
         let verified = match (src.scheme.name(), verified.variant) {
             (name, variant) if name == variant => format!("{name}, key {}", verified.key_index),
             (name, variant) => format!("{name} ({variant}), key {}", verified.key_index),
@@ -173,6 +183,7 @@ impl Ingest {
                 body: &inbound.body,
                 json: json.as_ref(),
                 received_at: inbound.received_at,
+                scheme: Some(&src.scheme),
             },
             &src.type_aliases,
         )?;

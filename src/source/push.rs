@@ -118,6 +118,7 @@ async fn handle(State(ingest): State<Arc<Ingest>>, req: Request) -> Response {
         Ok(Stored::Duplicate { id }) => {
             answer(StatusCode::OK, json!({ "status": "duplicate", "id": id }))
         }
+        Ok(Stored::Handshake(reply)) => answer(StatusCode::OK, reply),
         Err(Refusal::Unauthorized(r)) => refused(StatusCode::UNAUTHORIZED, "rejected", r),
         Err(Refusal::Unprocessable(e)) => {
             refused(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", e)

@@ -16,11 +16,13 @@ use zeroize::Zeroizing;
 
 mod canonical_json;
 mod config;
+mod describe;
 mod headers;
 mod hmac_template;
 mod linq;
 mod mac;
 mod presets;
+mod signed;
 mod standard_webhooks;
 mod stripe;
 mod token;
@@ -31,6 +33,7 @@ mod tests;
 pub use canonical_json::of_value as canonical_json;
 pub use hmac_template::{HmacScheme, Segment, Template};
 pub use mac::{Algo, Encoding};
+pub use signed::Signed;
 
 /// The `signature = { … }` table of a `[[source]]`, as written in the config.
 #[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize, PartialEq)]

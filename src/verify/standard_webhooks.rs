@@ -8,12 +8,12 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use super::mac::{self, Algo, Candidates, Encoding};
-use super::{Key, Rejection, Request, headers};
+use super::{Key, Rejection, Request, Signed, headers};
 
 /// One header family: the spec's names, or Svix's branded aliases.
-struct Names {
-    id: HeaderName,
-    timestamp: HeaderName,
+pub(super) struct Names {
+    pub(super) id: HeaderName,
+    pub(super) timestamp: HeaderName,
     signature: HeaderName,
 }
 
@@ -31,6 +31,30 @@ fn svix() -> Names {
         timestamp: HeaderName::from_static("svix-timestamp"),
         signature: HeaderName::from_static("svix-signature"),
     }
+}
+
+/// The header family a request uses: Svix's only when it carries a Svix
+/// signature and no standard one. `verify` and `signed_value` share this,
+/// so the id extraction reads is the id the MAC covered.
+pub(super) fn names_for(h: &http::HeaderMap) -> Names {
+    if headers::present(h, &svix().signature) && !headers::present(h, &standard().signature) {
+        svix()
+    } else {
+        standard()
+    }
+}
+
+/// Which signed value a header of either family carries.
+pub(super) fn field_of(name: &HeaderName) -> Option<Signed> {
+    [standard(), svix()].into_iter().find_map(|n| {
+        if *name == n.id {
+            Some(Signed::Id)
+        } else if *name == n.timestamp {
+            Some(Signed::Timestamp)
+        } else {
+            None
+        }
+    })
 }
 
 /// Whether the request carries a Standard Webhooks (or Svix) signature.
@@ -62,13 +86,7 @@ pub(super) fn verify(
     now: i64,
     tolerance: Duration,
 ) -> Result<usize, Rejection> {
-    let names = if headers::present(req.headers, &svix().signature)
-        && !headers::present(req.headers, &standard().signature)
-    {
-        svix()
-    } else {
-        standard()
-    };
+    let names = names_for(req.headers);
     let entries = headers::entries(req.headers, &names.signature, false)?;
     let id = headers::single(req.headers, &names.id)?;
     let ts_raw = headers::single(req.headers, &names.timestamp)?;

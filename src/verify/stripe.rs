@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::mac::{self, Algo, Candidates, Encoding};
 use super::{Key, Rejection, Request, headers};
@@ -48,6 +48,15 @@ pub(super) fn verify(
     let sigs = found.finish(name)?;
     let parts: [&[u8]; 3] = [t, b".", req.body];
     mac::match_keys(keys, Key::as_bytes, Algo::Sha256, &parts, &sigs)
+}
+
+/// The `t=` of a verified `Stripe-Signature` header (`signed:timestamp`).
+pub(super) fn signed_timestamp<'a>(header: &HeaderName, h: &'a HeaderMap) -> Option<&'a [u8]> {
+    let value = headers::single(h, header).ok()?;
+    value.split(|b| *b == b',').find_map(|item| {
+        let eq = item.iter().position(|b| *b == b'=')?;
+        (item[..eq].trim_ascii() == b"t").then(|| item[eq + 1..].trim_ascii())
+    })
 }
 
 pub(super) fn sign(

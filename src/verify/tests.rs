@@ -1410,3 +1410,98 @@ mod never_panics {
         }
     }
 }
+
+// ------------------------------------------------------- signed values
+
+/// `signed:id` / `signed:timestamp` read what the MAC covered: the Svix
+/// spelling when the request is signed that way, never an unsigned
+/// `webhook-id` someone added next to it.
+#[test]
+fn signed_values_are_the_ones_the_mac_covered() {
+    let all = vectors();
+    let v = &all["standard_webhooks"]["vectors"][0];
+    let sw = Scheme::StandardWebhooks;
+    let k = key(&sw, s(v, "secret"));
+    let now = v["timestamp"].as_i64().expect("ts");
+    let body = s(v, "payload").as_bytes();
+    for aliases in [false, true] {
+        let mut h = sw_request(v, s(v, "expected_signature"), aliases);
+        if aliases {
+            h.insert("webhook-id", HeaderValue::from_static("forged"));
+        }
+        assert!(run(&sw, &h, body, from_ref(&k), now).is_ok(), "{aliases}");
+        assert_eq!(
+            sw.signed_value(Signed::Id, &h),
+            Some(s(v, "msg_id").as_bytes()),
+            "svix: {aliases}"
+        );
+        assert_eq!(
+            sw.signed_value(Signed::Timestamp, &h),
+            Some(now.to_string().as_bytes())
+        );
+    }
+    for name in [
+        "webhook-id",
+        "svix-id",
+        "webhook-timestamp",
+        "svix-timestamp",
+    ] {
+        let field = sw.signed_header(&HeaderName::from_static(name));
+        let want = if name.ends_with("-id") {
+            Signed::Id
+        } else {
+            Signed::Timestamp
+        };
+        assert_eq!(field, Some(want), "{name}");
+    }
+    assert_eq!(
+        sw.signed_header(&HeaderName::from_static("webhook-signature")),
+        None
+    );
+
+    let st = build(cfg("stripe"));
+    let h = headers(&[("Stripe-Signature", "v1=ab, t = 1700000000 ,v1=cd")]);
+    assert_eq!(
+        st.signed_value(Signed::Timestamp, &h),
+        Some(&b"1700000000"[..])
+    );
+    assert_eq!(st.signed_value(Signed::Id, &h), None);
+
+    let c = custom();
+    let h = headers(&[("X-Id", "m-1"), ("X-Ts", "1700000001"), ("X-Sig", "x")]);
+    assert_eq!(c.signed_value(Signed::Id, &h), Some(&b"m-1"[..]));
+    assert_eq!(
+        c.signed_value(Signed::Timestamp, &h),
+        Some(&b"1700000001"[..])
+    );
+    // A header the scheme does not sign is never read as signed.
+    assert_eq!(github().signed_value(Signed::Id, &h), None);
+
+    let signs = |s: &Scheme| (s.signs(Signed::Id), s.signs(Signed::Timestamp));
+    assert_eq!(signs(&sw), (true, true));
+    assert_eq!(signs(&st), (false, true));
+    assert_eq!(signs(&github()), (false, false));
+    assert_eq!(signs(&slack()), (false, true));
+    assert_eq!(signs(&c), (true, true));
+    assert_eq!(signs(&build(cfg("linkup"))), (false, true));
+    assert_eq!(signs(&build(cfg("linkedapi"))), (false, true));
+    assert_eq!(signs(&linq(false)), (false, false));
+    assert_eq!(signs(&Scheme::None), (false, false));
+}
+
+#[test]
+fn describe_names_headers_and_template_never_a_key() {
+    assert_eq!(
+        slack().describe(),
+        "hmac x-slack-signature: v0=<hex HMAC-SHA256 of v0:{timestamp}:{body}>, {timestamp} from x-slack-request-timestamp"
+    );
+    assert_eq!(
+        custom().describe(),
+        "hmac x-sig: <base64 HMAC-SHA512 of {id}|{timestamp}|{{literal}}|{body}>, {timestamp} from x-ts, {id} from x-id"
+    );
+    assert!(
+        build(cfg("linkup"))
+            .describe()
+            .starts_with("linkup x-linkup-signature: v1=<hex")
+    );
+}

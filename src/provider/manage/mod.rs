@@ -182,10 +182,11 @@ impl Manager {
         src: &SourceConfig,
         policy: RetryPolicy,
     ) -> Result<Manager, ManageError> {
-        if src.provider == ProviderKind::Generic {
-            return Err(ManageError::Unsupported(
-                "the generic provider has no management API; set the subscription up in the sender's own settings".into(),
-            ));
+        if !src.provider.has_management_api() {
+            return Err(ManageError::Unsupported(format!(
+                "the {} provider has no management API; set the subscription up in the sender's own settings",
+                src.provider.name()
+            )));
         }
         let key = src.api_key.as_ref().ok_or_else(|| {
             ManageError::Config("api_key is not set (e.g. api_key = \"env:NAME\")".into())
@@ -211,7 +212,7 @@ impl Manager {
                 client("Linked API", "linked-api-token")?,
                 want,
             )),
-            ProviderKind::Generic => unreachable!("handled above"),
+            _ => unreachable!("has_management_api is checked above"),
         })
     }
 
