@@ -89,6 +89,10 @@ struct Measured {
     /// CPU µs per run: the daemon itself, and its (reaped) children.
     cpu_own_us: f64,
     cpu_children_us: f64,
+    /// wrk's CPU µs per run (it shares the two cores while it runs).
+    cpu_wrk_us: f64,
+    /// Share of the machine's CPU time left idle during the run.
+    idle: f64,
     /// The daemon's CPU µs per run by thread name (hookd's are named).
     by_thread: Vec<(String, f64)>,
 }
@@ -218,6 +222,7 @@ fn load_and_drain(
 ) -> Measured {
     let cpu0 = cpu_of(pid);
     let threads0 = cpu_by_thread(pid);
+    let (wrk0, stat0) = (cpu_of_reaped_children(), machine_cpu());
     let t0 = Instant::now();
     let out = Command::new("wrk")
         .args(["-t1", "-c16", &format!("-d{secs}s"), "-s"])
@@ -227,6 +232,7 @@ fn load_and_drain(
         .output()
         .expect("wrk runs");
     let wrk_secs = t0.elapsed().as_secs_f64();
+    let wrk_cpu = cpu_of_reaped_children() - wrk0;
     let text = String::from_utf8_lossy(&out.stdout);
     let (total, non2xx) = parse_wrk(&text);
     let acked = total - non2xx;
@@ -240,6 +246,8 @@ fn load_and_drain(
         std::thread::sleep(CHECK_EVERY);
     };
     let cpu1 = cpu_of(pid);
+    let stat1 = machine_cpu();
+    let idle = (stat1.0 - stat0.0) / (stat1.1 - stat0.1).max(1.0);
     let per_run = |a: f64, b: f64| (b - a) * 1e6 / runs as f64;
     let mut by_thread: Vec<(String, f64)> = cpu_by_thread(pid)
         .into_iter()
@@ -258,6 +266,8 @@ fn load_and_drain(
         end_to_end_secs: end_to_end.as_secs_f64(),
         cpu_own_us: per_run(cpu0.0, cpu1.0),
         cpu_children_us: per_run(cpu0.1, cpu1.1),
+        cpu_wrk_us: per_run(0.0, wrk_cpu),
+        idle,
         by_thread,
     }
 }
@@ -281,6 +291,11 @@ fn report(results: &[(&Target, Measured)]) {
             m.run_rate() / baseline,
             m.cpu_own_us,
             m.cpu_children_us
+        );
+        println!(
+            "      wrk {:.0} µs per run; machine idle {:.0} % of the run",
+            m.cpu_wrk_us,
+            m.idle * 100.0
         );
         if std::env::var_os("HOOKD_BENCH_THREADS").is_some() {
             let parts: Vec<String> = m
@@ -406,6 +421,34 @@ fn cpu_by_thread(pid: u32) -> std::collections::HashMap<String, f64> {
         *out.entry(name.trim().to_string()).or_default() += secs;
     }
     out
+}
+
+/// CPU seconds of this process's reaped children (wrk, here).
+fn cpu_of_reaped_children() -> f64 {
+    // SAFETY: rusage is plain data (all zeroes is valid); getrusage fills it.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// (idle, total) jiffies of all CPUs, from /proc/stat.
+fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal: idle and iowait are idle.
+    let idle = f.get(3).unwrap_or(&0.0) + f.get(4).unwrap_or(&0.0);
+    (idle, f.iter().take(8).sum())
 }
 
 fn free_port() -> u16 {
