@@ -184,7 +184,7 @@ impl Target {
                     || d.recorded(),
                 );
                 m.failed = d.failed();
-                d.stop();
+                drop(d);
                 m
             }
             Target::Hookd { concurrency } => {
@@ -199,7 +199,7 @@ impl Target {
                     d.pid(),
                     || d.recorded(),
                 );
-                d.stop();
+                drop(d);
                 m
             }
         }
@@ -476,8 +476,14 @@ fn wait_listening(addr: SocketAddr, child: &mut Child) {
     }
 }
 
-fn stop(mut child: Child) {
-    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+/// SIGTERM, then reap. Called from the daemons' `Drop`, so a bench that
+/// panics mid-run leaves no daemon behind.
+fn stop(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    // SAFETY: kill has no memory-safety preconditions; the pid is our
+    // child's, not yet reaped, so it cannot have been reused.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let _ = child.wait();
 }
@@ -490,6 +496,12 @@ struct Webhook {
     /// Bytes of the log read so far, and the counts in them (200s,
     /// runs finished, runs failed).
     seen: std::cell::Cell<(u64, u64, u64, u64)>,
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
 }
 
 impl Webhook {
@@ -510,7 +522,7 @@ impl Webhook {
         let port = free_port();
         let log = dir.join("webhook.log");
         let out = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new("webhook")
+        let child = Command::new("webhook")
             .arg("-hooks")
             .arg(&hooks)
             .args(["-ip", "127.0.0.1", "-port", &port.to_string(), "-verbose"])
@@ -520,13 +532,14 @@ impl Webhook {
             .spawn()
             .expect("webhook starts");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        wait_listening(addr, &mut child);
-        Webhook {
+        let mut w = Webhook {
             child,
             addr,
             log,
             seen: Default::default(),
-        }
+        };
+        wait_listening(addr, &mut w.child);
+        w
     }
 
     fn pid(&self) -> u32 {
@@ -562,10 +575,6 @@ impl Webhook {
     fn failed(&self) -> u64 {
         self.seen.get().3
     }
-
-    fn stop(self) {
-        stop(self.child);
-    }
 }
 
 /// hookd's release binary with a GitHub-style source and one exec handler.
@@ -573,6 +582,12 @@ struct Hookd {
     child: Child,
     addr: SocketAddr,
     db: PathBuf,
+}
+
+impl Drop for Hookd {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
 }
 
 impl Hookd {
@@ -620,6 +635,11 @@ concurrency = {concurrency}
             .stdin(Stdio::null())
             .spawn()
             .expect("hookd starts");
+        let h = Hookd {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            db: dir.join("state/hookd.db"),
+        };
         let mut buf = [0u8; 4096];
         loop {
             let n = sock.recv(&mut buf).expect("hookd says READY=1");
@@ -630,11 +650,7 @@ concurrency = {concurrency}
                 break;
             }
         }
-        Hookd {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            db: dir.join("state/hookd.db"),
-        }
+        h
     }
 
     fn pid(&self) -> u32 {
@@ -661,9 +677,5 @@ concurrency = {concurrency}
         let attempts = q("SELECT COUNT(*) FROM attempts") as u64;
         assert_eq!(ok, events, "every event's run succeeded");
         (events, attempts, false)
-    }
-
-    fn stop(self) {
-        stop(self.child);
     }
 }
