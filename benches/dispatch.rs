@@ -4,7 +4,11 @@
 //!    recorded in SQLite) vs spawning `/bin/true` N times in a tight loop, no
 //!    hookd — once one at a time (concurrency 1, the loop as written) and
 //!    once with 4 at once on both sides (concurrency 4, 4 looping threads).
-//!    Half the loop runs before hookd and half after.
+//!    Half the loop runs before hookd and half after. `Command` spawns
+//!    through glibc's `posix_spawn`, i.e. `clone3(CLONE_VM|CLONE_VFORK)`,
+//!    the cheapest spawn Linux offers and the one Go's `os/exec` uses (see
+//!    docs/performance-exec.md; `benches/webhook.rs` compares with
+//!    adnanh/webhook end to end).
 //! 2. stream: N stored events through one python3 stream handler vs piping
 //!    the same NDJSON through the same script directly.
 //! 3. latency: signed pushes at a steady rate to a `/bin/true` exec handler;
