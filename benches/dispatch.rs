@@ -31,7 +31,7 @@ use hookd::store::events::{self, NewEvent};
 use hookd::store::{Store, StoreOptions};
 
 mod common;
-use common::{env_num, runtime};
+use common::{clock_hz, env_num, runtime, thread_cpu};
 
 fn config(dir: &Path, handler: &str) -> hookd::config::Config {
     let text = format!(
@@ -145,31 +145,13 @@ fn drain(dir: &Path, handler: &str, n: usize) -> f64 {
 /// each thread started: the daemon's threads are its own, the main thread
 /// also carries the preload and the baseline.
 fn cpu_by_thread(runs: usize) -> std::collections::BTreeMap<String, u64> {
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let per_run = |t: f64| t / ticks * 1e6 / runs as f64;
-    let mut per = std::collections::BTreeMap::<String, f64>::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let p = task.unwrap().path();
-        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
-        // Fields after the name in parentheses: utime and stime are the 12th and 13th.
-        let f: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        if let (Some(u), Some(k)) = (f.get(11), f.get(12)) {
-            for (kind, t) in [("user", u), ("sys", k)] {
-                let t: f64 = t.parse().unwrap_or(0.0);
-                *per.entry(format!("{} {kind}", name.trim())).or_default() += per_run(t);
-            }
-        }
+    let per_run = |t: u64| (t as f64 / clock_hz() * 1e6 / runs as f64).round() as u64;
+    let mut per = std::collections::BTreeMap::new();
+    for t in thread_cpu().into_values() {
+        *per.entry(format!("{} user", t.name)).or_default() += per_run(t.user);
+        *per.entry(format!("{} sys", t.name)).or_default() += per_run(t.sys);
     }
-    per.into_iter()
-        .map(|(k, v)| (k, v.round() as u64))
-        .collect()
+    per
 }
 
 /// hookd's exec runner without the queue or the store, as an exec slot

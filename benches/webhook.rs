@@ -42,7 +42,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::env_num;
+use common::{clock_hz, env_num, thread_cpu_of};
 
 const SECRET: &str = "bench-secret";
 const BODY: &str = r#"{"ref":"refs/heads/main","repository":{"full_name":"octo/repo"},"pusher":{"name":"bench"},"commits":[]}"#;
@@ -381,8 +381,7 @@ fn on_path(cmd: &str) -> bool {
 
 /// Seconds of CPU used by `pid` itself and by the children it has reaped.
 fn cpu_of(pid: u32) -> (f64, f64) {
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let hz = clock_hz();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // After the name in parentheses: utime, stime, cutime, cstime are fields 12–15.
     let f: Vec<f64> = stat
@@ -400,25 +399,9 @@ fn cpu_of(pid: u32) -> (f64, f64) {
 /// thread name. A thread that ended takes its share with it, so this is a
 /// picture of the long-lived threads, not a total.
 fn cpu_by_thread(pid: u32) -> std::collections::HashMap<String, f64> {
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let mut out = std::collections::HashMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for task in tasks.flatten() {
-        let p = task.path();
-        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
-        let f: Vec<f64> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .map(|v| v.parse().unwrap_or(0.0))
-            .collect();
-        let secs = (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / hz;
-        *out.entry(name.trim().to_string()).or_default() += secs;
+    for t in thread_cpu_of(&pid.to_string()).into_values() {
+        *out.entry(t.name).or_default() += (t.user + t.sys) as f64 / clock_hz();
     }
     out
 }

@@ -42,9 +42,18 @@ pub struct ThreadCpu {
 
 /// Every live thread of this process by tid, with its CPU time so far.
 pub fn thread_cpu() -> std::collections::HashMap<u32, ThreadCpu> {
+    thread_cpu_of("self")
+}
+
+/// Every live thread of process `pid` ("self", or a number) by tid, with
+/// its CPU time so far; empty when the process is gone.
+pub fn thread_cpu_of(pid: &str) -> std::collections::HashMap<u32, ThreadCpu> {
     let mut out = std::collections::HashMap::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let p = task.unwrap().path();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let p = task.path();
         let Some(tid) = p.file_name().and_then(|n| n.to_str()?.parse().ok()) else {
             continue;
         };
@@ -70,14 +79,19 @@ pub fn thread_cpu() -> std::collections::HashMap<u32, ThreadCpu> {
     out
 }
 
+/// Clock ticks per second, the unit of [`ThreadCpu`].
+pub fn clock_hz() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
 /// Seconds of CPU (user, sys) spent between two snapshots, summed by
 /// thread name; a thread that ended in between is not counted.
 pub fn cpu_between(
     before: &std::collections::HashMap<u32, ThreadCpu>,
     after: &std::collections::HashMap<u32, ThreadCpu>,
 ) -> std::collections::BTreeMap<String, (f64, f64)> {
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let hz = clock_hz();
     let mut out = std::collections::BTreeMap::<String, (f64, f64)>::new();
     for (tid, a) in after {
         let b = before.get(tid).cloned().unwrap_or_default();
