@@ -293,6 +293,14 @@ impl Daemon {
         if old.admin.listen != config.admin.listen {
             notes.push("admin.listen changed; it takes effect at the next restart".to_string());
         }
+        if old.admin.console_actions != config.admin.console_actions
+            || old.admin.token != config.admin.token
+        {
+            notes.push(
+                "admin.console_actions or admin.token changed; it takes effect at the next restart"
+                    .to_string(),
+            );
+        }
         if old.daemon.max_concurrency != config.daemon.max_concurrency {
             notes.push(
                 "daemon.max_concurrency changed; it takes effect at the next restart".to_string(),

@@ -113,6 +113,7 @@ impl EventSelect {
             until,
             status,
             limit,
+            before: None,
         })
     }
 }
