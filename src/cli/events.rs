@@ -36,7 +36,7 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-const EVENT_STATUSES: [&str; 6] = [
+pub(super) const EVENT_STATUSES: [&str; 6] = [
     "unrouted",
     "pending",
     "running",
