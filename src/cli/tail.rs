@@ -54,11 +54,11 @@ struct Cursor {
 
 pub fn tail(cfg: &Config, a: TailArgs) -> anyhow::Result<ExitCode> {
     if let Some(s) = &a.status
-        && !super::events::EVENT_STATUSES.contains(&s.as_str())
+        && !events::STATUSES.contains(&s.as_str())
     {
         bail!(
             "--status {s:?} is not one of: {}",
-            super::events::EVENT_STATUSES.join(", ")
+            events::STATUSES.join(", ")
         );
     }
     let select = EventSelect {

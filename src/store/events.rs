@@ -128,6 +128,16 @@ pub struct EventFilter {
     pub before: Option<i64>,
 }
 
+/// The statuses [`STATUS_SQL`] gives an event (`--status` of the listings).
+pub const STATUSES: [&str; 6] = [
+    "unrouted",
+    "pending",
+    "running",
+    "failed",
+    "succeeded",
+    "dead",
+];
+
 /// The event's overall state, derived from its deliveries.
 const STATUS_SQL: &str = "CASE WHEN e.routed = 0 THEN 'unrouted' ELSE COALESCE((
     SELECT CASE WHEN SUM(d.status = 'dead') > 0 THEN 'dead'
