@@ -84,6 +84,16 @@ fn page(title: &str, body: Markup) -> Html<String> {
     )
 }
 
+/// A metric figure: whole numbers without a fraction (and never `-0`).
+fn figure(v: f64) -> String {
+    let v = v + 0.0;
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 /// A status word with its colour class.
 fn status(s: &str) -> Markup {
     html! { span class=(format!("s-{}", s.split(' ').next().unwrap_or(s))) { (s) } }
@@ -159,7 +169,7 @@ pub fn events(
         html! {
             div.metrics {
                 @for (label, v) in metrics {
-                    div.metric { b { (v) } span.muted { (label) } }
+                    div.metric { b { (figure(*v)) } span.muted { (label) } }
                 }
             }
             h1 { "Events" }
@@ -423,6 +433,13 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("<script>"));
+    }
+
+    #[test]
+    fn figures_read_well() {
+        assert_eq!(figure(-0.0), "0");
+        assert_eq!(figure(5.0), "5");
+        assert_eq!(figure(0.25), "0.250");
     }
 
     #[test]
