@@ -630,7 +630,7 @@ impl Validator {
             return Err((
                 p.key("listen"),
                 format!(
-                    "{a} is not a loopback address; metrics and health are unauthenticated, so set allow_remote = true to expose them"
+                    "{a} is not a loopback address; metrics, health and the console (unless [admin] token is set) are open to whoever reaches it, so set allow_remote = true to expose them"
                 ),
             ));
         }
