@@ -127,6 +127,22 @@ async fn hostile_payloads_show_as_text_and_pages_are_bounded() {
     let (_, only_t) = get(&c, &format!("{admin}/?type=t&source=s&status=")).await;
     assert_eq!(rows(&only_t), 4);
     assert_eq!(get(&c, &format!("{admin}/?status=bogus")).await.0, 400);
+    // Refused requests page the same way.
+    for _ in 0..3 {
+        c.post(d.url("/hooks/s")).body("{}").send().await.unwrap();
+    }
+    // Refusals are recorded after the answer, so wait until all three are.
+    let recorded = "SELECT COUNT(*) FROM rejected";
+    eventually(Duration::from_secs(10), || {
+        (d.count(recorded) == 3).then_some(())
+    })
+    .await;
+    let (_, refused) = get(&c, &format!("{admin}/rejected?limit=2")).await;
+    assert_eq!(refused.matches("</code>").count(), 2, "{refused}");
+    let at = refused.find("href=\"/rejected?").expect("an Older link") + 6;
+    let next = &refused[at..at + refused[at..].find('"').unwrap()];
+    let (_, rest) = get(&c, &format!("{admin}{}", next.replace("&amp;", "&"))).await;
+    assert_eq!(rest.matches("</code>").count(), 1, "{rest}");
     // The other pages answer, the metrics headline counts what arrived.
     assert!(
         first.contains("<b>5</b><span class=\"muted\">accepted</span>"),

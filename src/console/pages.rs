@@ -8,9 +8,13 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use super::{Console, given, page_size, views};
-use crate::store::deliveries::{self, DeliveryFilter, STATUSES};
+use crate::dispatch::started;
+use crate::store::deliveries::{self, DeliveryFilter, DeliveryRow, STATUSES};
 use crate::store::events::{self, EventFilter, STATUSES as EVENT_STATUSES};
 use crate::store::{StoreError, pull_status, rejected};
+
+/// Attempts shown on an event's page, newest kept.
+const MAX_ATTEMPTS: usize = 100;
 
 /// The metrics shown at the top of the events page, summed over labels.
 const HEADLINE: [(&str, &str); 9] = [
@@ -47,6 +51,7 @@ pub struct DeliveriesQuery {
 #[derive(Deserialize, Default)]
 pub struct LimitQuery {
     pub limit: Option<usize>,
+    pub before: Option<i64>,
     pub queued: Option<usize>,
 }
 
@@ -105,6 +110,7 @@ pub async fn event(
     Path(id): Path<i64>,
     Query(q): Query<LimitQuery>,
 ) -> Response {
+    let state_dir = c.runtime.load().config.daemon.state_dir.clone();
     let found = c
         .store
         .read(move |conn| {
@@ -112,22 +118,26 @@ pub async fn event(
                 return Ok(None);
             };
             let attempts = deliveries::attempts_for_event(conn, id)?;
-            let dels = deliveries::list(
+            let mut dels = deliveries::list(
                 conn,
                 &DeliveryFilter {
                     event: Some(id),
                     ..Default::default()
                 },
             )?;
+            mark_held(&state_dir, &mut dels);
             Ok(Some((e, dels, attempts)))
         })
         .await;
     match found {
         Ok(Some((e, dels, attempts))) => {
+            // The newest attempts; an event replayed many times keeps them all.
+            let hidden = attempts.len().saturating_sub(MAX_ATTEMPTS);
             let view = views::EventView {
                 event: &e,
                 deliveries: &dels,
-                attempts: &attempts,
+                attempts: &attempts[hidden..],
+                hidden_attempts: hidden,
                 queued: q.queued,
             };
             views::event(&view, c.actions.then(|| c.auth.csrf())).into_response()
@@ -189,16 +199,19 @@ pub async fn deliveries(State(c): State<Console>, Query(q): Query<DeliveriesQuer
     views::deliveries(&view, c.actions.then(|| c.auth.csrf())).into_response()
 }
 
-/// `GET /rejected`: the newest refused requests with their reasons (the
-/// table itself keeps only `[daemon] rejected_keep` rows).
+/// `GET /rejected`: the newest refused requests with their reasons.
 pub async fn rejected(State(c): State<Console>, Query(q): Query<LimitQuery>) -> Response {
     let size = page_size(q.limit);
+    let before = q.before;
     match c
         .store
-        .read(move |conn| rejected::list(conn, None, size))
+        .read(move |conn| rejected::page(conn, None, before, size + 1))
         .await
     {
-        Ok(rows) => views::rejected(&rows).into_response(),
+        Ok(rows) => {
+            let (rows, more) = one_page(rows, size);
+            views::rejected(&rows, size, more).into_response()
+        }
         Err(e) => store_error(e),
     }
 }
@@ -208,6 +221,15 @@ pub async fn sources(State(c): State<Console>) -> Response {
     match c.store.read(pull_status::list).await {
         Ok(rows) => views::sources(&rows).into_response(),
         Err(e) => store_error(e),
+    }
+}
+
+/// Tells held deliveries from started ones by the daemon's start log, as
+/// `hookd deliveries` does; unreadable, they all stay `running`.
+fn mark_held(state_dir: &std::path::Path, rows: &mut [DeliveryRow]) {
+    if let Ok(starts) = started::read(state_dir) {
+        rows.iter_mut()
+            .for_each(|r| r.mark_held(|id, at| starts.contains(id, at)));
     }
 }
 

@@ -213,6 +213,8 @@ pub struct EventView<'a> {
     pub event: &'a EventDetail,
     pub deliveries: &'a [DeliveryRow],
     pub attempts: &'a [AttemptRow],
+    /// Older attempts left out to keep the page bounded.
+    pub hidden_attempts: usize,
     pub queued: Option<usize>,
 }
 
@@ -272,6 +274,9 @@ pub fn event(v: &EventView<'_>, csrf: Option<&str>) -> Html<String> {
             }
             h2 { "Attempts" }
             @if v.attempts.is_empty() { p.muted { "No attempt yet." } }
+            @if v.hidden_attempts > 0 {
+                p.muted { (v.hidden_attempts) " older attempt(s) not shown; hookd events show " (r.id) " lists them all." }
+            }
             @for a in v.attempts { (attempt(a)) }
         },
     )
@@ -370,7 +375,10 @@ pub fn deliveries(v: &DeliveriesView<'_>, csrf: Option<&str>) -> Html<String> {
     )
 }
 
-pub fn rejected(rows: &[RejectedRow]) -> Html<String> {
+pub fn rejected(rows: &[RejectedRow], size: usize, more: bool) -> Html<String> {
+    let next = rows
+        .last()
+        .map(|r| format!("/rejected?limit={size}&before={}", r.id));
     page(
         "Rejected",
         html! {
@@ -390,6 +398,7 @@ pub fn rejected(rows: &[RejectedRow]) -> Html<String> {
                 }
             }
             @if rows.is_empty() { p.muted { "Nothing was refused." } }
+            (next_page(more, next.unwrap_or_default()))
         },
     )
 }
