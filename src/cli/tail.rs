@@ -101,7 +101,8 @@ pub fn tail(cfg: &Config, a: TailArgs) -> anyhow::Result<ExitCode> {
             }
             let ev = events::after(&conn, &filter, cursor.event)?;
             let at = if a.deliveries {
-                deliveries::attempts_after(&conn, cursor.attempt, a.source.as_deref(), BATCH)?
+                let only = (a.source.as_deref(), a.type_glob.as_deref());
+                deliveries::attempts_after(&conn, cursor.attempt, only, BATCH)?
             } else {
                 Vec::new()
             };
@@ -115,21 +116,12 @@ pub fn tail(cfg: &Config, a: TailArgs) -> anyhow::Result<ExitCode> {
                 attempts_since
                     .as_ref()
                     .is_none_or(|t| x.attempt.started_at >= *t)
-                    && wanted(x, a.type_glob.as_deref())
             });
             print_batch(&style, &ev, at)?;
         }
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether an attempt's event type matches the `--type` glob.
-fn wanted(a: &EndedAttempt, type_glob: Option<&str>) -> bool {
-    match type_glob.map(glob::Pattern::new) {
-        Some(Ok(p)) => p.matches(&a.event_type),
-        _ => true,
-    }
 }
 
 fn print_batch(

@@ -536,19 +536,20 @@ pub struct EndedAttempt {
 }
 
 /// Up to `limit` attempts with an id above `after`, oldest first,
-/// optionally of one source.
+/// optionally of one source and of event types matching a glob.
 pub fn attempts_after(
     conn: &Connection,
     after: i64,
-    source: Option<&str>,
+    (source, type_glob): (Option<&str>, Option<&str>),
     limit: usize,
 ) -> Result<Vec<EndedAttempt>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {ATTEMPT_COLUMNS}, a.id, e.id, e.event_id, e.source, e.type, d.status
          FROM attempts a JOIN deliveries d ON d.id = a.delivery JOIN events e ON e.id = d.event
-         WHERE a.id > ?1 AND (?2 IS NULL OR e.source = ?2) ORDER BY a.id LIMIT ?3"
+         WHERE a.id > ?1 AND (?2 IS NULL OR e.source = ?2) AND (?4 IS NULL OR e.type GLOB ?4)
+         ORDER BY a.id LIMIT ?3"
     ))?;
-    let rows = stmt.query_map(params![after, source, limit as i64], |r| {
+    let rows = stmt.query_map(params![after, source, limit as i64, type_glob], |r| {
         Ok(EndedAttempt {
             attempt: attempt_row(r)?,
             seq: r.get(13)?,
@@ -696,14 +697,29 @@ mod tests {
         assert_eq!(attempts_for_event(&c, ev).unwrap().len(), 2);
         // The tail's view: attempts after a cursor, oldest first.
         let newest = newest_attempt_id(&c).unwrap();
-        let ended = attempts_after(&c, 0, None, 10).unwrap();
+        let ended = attempts_after(&c, 0, (None, None), 10).unwrap();
         assert_eq!(ended.iter().map(|a| a.seq).collect::<Vec<_>>(), [1, newest]);
         assert_eq!(
             (ended[1].attempt.attempt, ended[1].status.as_str()),
             (2, DEAD)
         );
-        assert_eq!(attempts_after(&c, 1, None, 10).unwrap().len(), 1);
-        assert!(attempts_after(&c, 0, Some("other"), 10).unwrap().is_empty());
+        assert_eq!(attempts_after(&c, 1, (None, None), 10).unwrap().len(), 1);
+        assert!(
+            attempts_after(&c, 0, (Some("other"), None), 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            attempts_after(&c, 0, (None, Some("message.*")), 10)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(
+            attempts_after(&c, 0, (None, Some("call.*")), 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
