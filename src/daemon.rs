@@ -232,6 +232,7 @@ impl Daemon {
                     wake: wake.clone(),
                     auth: Arc::new(auth),
                     actions: cfg.admin.console_actions,
+                    loopback_only: addr.ip().is_loopback(),
                 };
                 other_tasks.spawn(server::serve(
                     l,

@@ -211,6 +211,26 @@ async fn replay_needs_the_pages_csrf_token_and_requeues() {
         assert!(r.text().await.unwrap().contains("CSRF"));
     }
     assert_eq!(d.count(attempts), 2);
+    // Nor does the right token sent from another site's page.
+    let r = c
+        .post(format!("{admin}/actions/replay-dead"))
+        .header("origin", "http://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&handler=h"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // A page fetched under a rebound DNS name does not get the token.
+    let r = c
+        .get(format!("{admin}/deliveries?status=dead"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 421);
+    assert!(!r.text().await.unwrap().contains(&csrf));
+    assert_eq!(d.count(attempts), 2);
     // A GET is not an action.
     let (st, _) = get(
         &c,

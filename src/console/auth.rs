@@ -6,6 +6,11 @@
 //! Both compare in constant time. Actions also need the per-process CSRF
 //! token that the pages put in their forms. Both random values come from
 //! the kernel's generator and change at every start.
+//!
+//! On a loopback listener the `Host` header must name a loopback address
+//! or `localhost`: a web page whose DNS name was rebound to 127.0.0.1 can
+//! neither read the console nor take its CSRF token. A `POST` whose
+//! `Origin` names another host is refused as well.
 
 use axum::Form;
 use axum::extract::{Request, State};
@@ -96,6 +101,42 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Middleware on every console route (login included): the `Host` and
+/// `Origin` checks of the module comment.
+pub async fn same_site(State(c): State<Console>, req: Request, next: Next) -> Response {
+    let h = req.headers();
+    let host = header_str(h, header::HOST).unwrap_or("");
+    if c.loopback_only && !is_loopback_host(host) {
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this console answers only to a loopback Host (127.0.0.1, [::1], localhost)\n",
+        )
+            .into_response();
+    }
+    let foreign_origin = header_str(h, header::ORIGIN)
+        .is_some_and(|o| o.split_once("://").map(|(_, rest)| rest) != Some(host));
+    if req.method() == http::Method::POST && foreign_origin {
+        return (
+            StatusCode::FORBIDDEN,
+            "the form was sent from another site\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether a `Host` value names a loopback address or `localhost`.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Middleware on every console page and action: 401 with the login form
 /// unless [`Auth::allows`] the request.
 pub async fn require(State(c): State<Console>, req: Request, next: Next) -> Response {
@@ -157,6 +198,28 @@ mod tests {
         let token_cookie = format!("{COOKIE}=s3cret");
         assert!(!a.allows(&headers(&[(header::COOKIE, &token_cookie)])));
         assert!(Auth::new(None).unwrap().allows(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for ok in [
+            "127.0.0.1:8788",
+            "localhost:8788",
+            "LOCALHOST",
+            "[::1]:8788",
+            "127.1.2.3",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8788",
+            "10.0.0.1:8788",
+            "[::2]:1",
+            "",
+            "localhost.evil.example",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Console {
     pub auth: Arc<auth::Auth>,
     /// `[admin] console_actions`: replay buttons and their `POST`s.
     pub actions: bool,
+    /// The listener is on a loopback address: `Host` must say so too.
+    pub loopback_only: bool,
 }
 
 /// The console's routes; merged into the admin router.
@@ -60,6 +62,10 @@ pub fn router(console: Console) -> Router {
     Router::new()
         .route("/login", get(auth::login_form).post(auth::login))
         .merge(pages)
+        .route_layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            auth::same_site,
+        ))
         .layer(axum::middleware::from_fn(views::security_headers))
         .layer(DefaultBodyLimit::max(MAX_FORM))
         .with_state(console)
