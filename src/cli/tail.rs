@@ -117,13 +117,25 @@ pub fn tail(cfg: &Config, a: TailArgs) -> anyhow::Result<ExitCode> {
                     .as_ref()
                     .is_none_or(|t| x.attempt.started_at >= *t)
             });
-            print_batch(&style, &ev, at)?;
+            if let Err(e) = print_batch(&style, &ev, at) {
+                // The reader went away (`hookd tail | head`): a normal end.
+                if is_broken_pipe(&e) {
+                    break;
+                }
+                return Err(e);
+            }
         }
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Prints a read's events, then its attempts, and flushes.
 fn print_batch(
     style: &Style,
     ev: &[EventRow],
