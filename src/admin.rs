@@ -4,7 +4,9 @@
 //! pull source has stopped for good (it needs the operator).
 //!
 //! Loopback by default (the config refuses anything else without
-//! `allow_remote = true`) because none of it is authenticated.
+//! `allow_remote = true`) because none of it is authenticated. The web
+//! console (`crate::console`) is merged into the same listener and has
+//! its own optional token.
 
 use std::sync::Arc;
 

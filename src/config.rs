@@ -115,6 +115,12 @@ pub struct ServerConfig {
 #[derive(Clone, Debug)]
 pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
+    /// The web console may replay events (`POST` actions); off by default.
+    pub console_actions: bool,
+    /// When set, every console page needs it (bearer header or login cookie).
+    pub token: Option<Secret>,
+    /// Where the token comes from, for `hookd check` (never the value).
+    pub token_ref: Option<SecretRef>,
 }
 
 #[derive(Clone, Debug)]
@@ -248,6 +254,8 @@ struct RawServer {
 struct RawAdmin {
     listen: Option<String>,
     allow_remote: Option<bool>,
+    console_actions: Option<bool>,
+    token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -657,11 +665,23 @@ impl Validator {
             return Err((
                 p.key("listen"),
                 format!(
-                    "{a} is not a loopback address; metrics and health are unauthenticated, so set allow_remote = true to expose them"
+                    "{a} is not a loopback address; metrics, health and the console (unless [admin] token is set) are open to whoever reaches it, so set allow_remote = true to expose them"
                 ),
             ));
         }
-        Ok(AdminConfig { listen })
+        let (token_ref, token) = match r.token.as_deref() {
+            Some(t) => {
+                let (r, v) = self.secret(&p.key("token"), t)?;
+                (Some(r), Some(v))
+            }
+            None => (None, None),
+        };
+        Ok(AdminConfig {
+            listen,
+            console_actions: r.console_actions.unwrap_or(false),
+            token,
+            token_ref,
+        })
     }
 
     fn secret(&mut self, p: &KeyPath, s: &str) -> VResult<(SecretRef, Secret)> {

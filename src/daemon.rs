@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::console::{self, Console};
 use crate::dispatch::queue::Dispatcher;
 use crate::dispatch::started::StartLog;
 use crate::metrics::{Metrics, SharedMetrics};
@@ -222,10 +223,21 @@ impl Daemon {
                     metrics: metrics.clone(),
                     draining: draining.clone(),
                 };
+                let auth = console::auth::Auth::new(cfg.admin.token.clone())
+                    .map_err(|e| format!("cannot make the console's session keys: {e}"))?;
+                let console = Console {
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                    runtime: runtime.clone(),
+                    wake: wake.clone(),
+                    auth: Arc::new(auth),
+                    actions: cfg.admin.console_actions,
+                    loopback_only: addr.ip().is_loopback(),
+                };
                 other_tasks.spawn(server::serve(
                     l,
                     None,
-                    admin::router(state),
+                    admin::router(state).merge(console::router(console)),
                     Limits::default(),
                     admin_stop.clone(),
                 ));
@@ -292,6 +304,14 @@ impl Daemon {
         }
         if old.admin.listen != config.admin.listen {
             notes.push("admin.listen changed; it takes effect at the next restart".to_string());
+        }
+        if old.admin.console_actions != config.admin.console_actions
+            || old.admin.token != config.admin.token
+        {
+            notes.push(
+                "admin.console_actions or admin.token changed; it takes effect at the next restart"
+                    .to_string(),
+            );
         }
         if old.daemon.max_concurrency != config.daemon.max_concurrency {
             notes.push(

@@ -36,7 +36,19 @@ pub fn plan(cfg: &Config) -> String {
         );
     }
     match cfg.admin.listen {
-        Some(a) => out += &format!("admin      http://{a}/metrics /healthz /readyz\n"),
+        Some(a) => {
+            out += &format!("admin      http://{a}/metrics /healthz /readyz\n");
+            let token = match &cfg.admin.token_ref {
+                Some(r) => format!("token from {r}"),
+                None => "no token".to_string(),
+            };
+            let actions = if cfg.admin.console_actions {
+                "on"
+            } else {
+                "off"
+            };
+            out += &format!("console    http://{a}/ ({token}, actions {actions})\n");
+        }
         None => out += "admin      off\n",
     }
     out += "\nsources\n";

@@ -46,6 +46,7 @@ pub fn deliveries(cfg: &Config, a: DeliveriesArgs) -> anyhow::Result<ExitCode> {
             since,
             event: None,
             limit: Some(a.limit),
+            before: None,
         },
     )?;
     mark_held(cfg, &mut rows);

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use super::output::{clip, print_rows};
 use super::{EventSelect, open_db};
 use crate::config::Config;
+use crate::store::events::STATUSES as EVENT_STATUSES;
 use crate::store::{deliveries, events};
 
 #[derive(Subcommand, Debug)]
@@ -35,15 +36,6 @@ pub struct ListArgs {
     #[arg(long)]
     pub json: bool,
 }
-
-const EVENT_STATUSES: [&str; 6] = [
-    "unrouted",
-    "pending",
-    "running",
-    "failed",
-    "succeeded",
-    "dead",
-];
 
 pub fn events(cfg: &Config, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
     let conn = open_db(cfg, false)?;

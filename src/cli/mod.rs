@@ -18,6 +18,7 @@ mod replay;
 pub mod run;
 mod send_test;
 mod subscriptions;
+mod tail;
 mod unregister;
 
 use std::path::{Path, PathBuf};
@@ -67,6 +68,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// The most recent refused requests, with the reason
     Rejected(rejected::RejectedArgs),
+    /// Follow new events (and handler attempts) as they are stored
+    Tail(tail::TailArgs),
     /// Delete events older than the retention
     Prune(prune::PruneArgs),
     /// Print shell completions
@@ -113,6 +116,7 @@ impl EventSelect {
             until,
             status,
             limit,
+            before: None,
         })
     }
 }
@@ -185,6 +189,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliveries(a) => deliveries::deliveries(&load(&path)?, a),
         Command::Replay(a) => replay::replay(&load(&path)?, a),
         Command::Rejected(a) => rejected::rejected(&load(&path)?, a),
+        Command::Tail(a) => tail::tail(&load(&path)?, a),
         Command::Prune(a) => prune::prune(&load(&path)?, a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "hookd", &mut std::io::stdout());

@@ -414,6 +414,8 @@ pub struct DeliveryFilter {
     pub since: Option<i64>,
     pub event: Option<i64>,
     pub limit: Option<usize>,
+    /// Only ids below this: the next page of a newest-first listing.
+    pub before: Option<i64>,
 }
 
 pub fn list(conn: &Connection, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
@@ -423,12 +425,15 @@ pub fn list(conn: &Connection, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
          FROM deliveries d JOIN events e ON e.id = d.event
          WHERE (?1 IS NULL OR d.handler = ?1) AND (?2 IS NULL OR d.status = ?2)
            AND (?3 IS NULL OR e.source = ?3) AND (?4 IS NULL OR d.updated_at >= ?4)
-           AND (?5 IS NULL OR d.event = ?5)
+           AND (?5 IS NULL OR d.event = ?5) AND d.id < ?7
          ORDER BY d.id DESC LIMIT ?6",
     )?;
     let limit = f.limit.map(|l| l as i64).unwrap_or(-1);
+    let before = f.before.unwrap_or(i64::MAX);
     let rows = stmt.query_map(
-        params![f.handler, f.status, f.source, f.since, f.event, limit],
+        params![
+            f.handler, f.status, f.source, f.since, f.event, limit, before
+        ],
         |r| {
             let status: String = r.get(6)?;
             let waiting = status == PENDING || status == FAILED;
@@ -475,37 +480,96 @@ pub struct AttemptRow {
     pub stderr_truncated: bool,
 }
 
+const ATTEMPT_COLUMNS: &str = "a.delivery, d.handler, a.attempt, a.replay, a.started_at,
+    a.duration_us, a.outcome, a.exit_code, a.signal, a.stdout, a.stderr, a.stdout_truncated,
+    a.stderr_truncated";
+
+fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
+    let text = |i: usize| -> rusqlite::Result<String> {
+        Ok(
+            String::from_utf8_lossy(&r.get::<_, Option<Vec<u8>>>(i)?.unwrap_or_default())
+                .into_owned(),
+        )
+    };
+    Ok(AttemptRow {
+        delivery: r.get(0)?,
+        handler: r.get(1)?,
+        attempt: r.get(2)?,
+        replay: r.get(3)?,
+        started_at: timefmt::format_micros(r.get(4)?),
+        duration_ms: r.get::<_, i64>(5)? as f64 / 1000.0,
+        outcome: r.get(6)?,
+        exit_code: r.get(7)?,
+        signal: r.get(8)?,
+        stdout: text(9)?,
+        stderr: text(10)?,
+        stdout_truncated: r.get(11)?,
+        stderr_truncated: r.get(12)?,
+    })
+}
+
 pub fn attempts_for_event(conn: &Connection, event: i64) -> Result<Vec<AttemptRow>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT a.delivery, d.handler, a.attempt, a.replay, a.started_at, a.duration_us, a.outcome,
-                a.exit_code, a.signal, a.stdout, a.stderr, a.stdout_truncated, a.stderr_truncated
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ATTEMPT_COLUMNS}
          FROM attempts a JOIN deliveries d ON d.id = a.delivery
-         WHERE d.event = ?1 ORDER BY a.id",
-    )?;
-    let rows = stmt.query_map([event], |r| {
-        let text = |i: usize| -> rusqlite::Result<String> {
-            Ok(
-                String::from_utf8_lossy(&r.get::<_, Option<Vec<u8>>>(i)?.unwrap_or_default())
-                    .into_owned(),
-            )
-        };
-        Ok(AttemptRow {
-            delivery: r.get(0)?,
-            handler: r.get(1)?,
-            attempt: r.get(2)?,
-            replay: r.get(3)?,
-            started_at: timefmt::format_micros(r.get(4)?),
-            duration_ms: r.get::<_, i64>(5)? as f64 / 1000.0,
-            outcome: r.get(6)?,
-            exit_code: r.get(7)?,
-            signal: r.get(8)?,
-            stdout: text(9)?,
-            stderr: text(10)?,
-            stdout_truncated: r.get(11)?,
-            stderr_truncated: r.get(12)?,
+         WHERE d.event = ?1 ORDER BY a.id"
+    ))?;
+    let rows = stmt.query_map([event], attempt_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// An attempt that has ended, with its event (`hookd tail --deliveries`).
+#[derive(Clone, Debug, Serialize)]
+pub struct EndedAttempt {
+    /// The attempt's own id: the tail's cursor.
+    #[serde(skip)]
+    pub seq: i64,
+    pub event: i64,
+    pub event_id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The delivery's status now.
+    pub status: String,
+    #[serde(flatten)]
+    pub attempt: AttemptRow,
+}
+
+/// Up to `limit` attempts with an id above `after`, oldest first,
+/// optionally of one source and of event types matching a glob.
+pub fn attempts_after(
+    conn: &Connection,
+    after: i64,
+    (source, type_glob): (Option<&str>, Option<&str>),
+    limit: usize,
+) -> Result<Vec<EndedAttempt>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ATTEMPT_COLUMNS}, a.id, e.id, e.event_id, e.source, e.type, d.status
+         FROM attempts a JOIN deliveries d ON d.id = a.delivery JOIN events e ON e.id = d.event
+         WHERE a.id > ?1 AND (?2 IS NULL OR e.source = ?2) AND (?4 IS NULL OR e.type GLOB ?4)
+         ORDER BY a.id LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![after, source, limit as i64, type_glob], |r| {
+        Ok(EndedAttempt {
+            attempt: attempt_row(r)?,
+            seq: r.get(13)?,
+            event: r.get(14)?,
+            event_id: r.get(15)?,
+            source: r.get(16)?,
+            event_type: r.get(17)?,
+            status: r.get(18)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The newest attempt's id (0 when there is none).
+pub fn newest_attempt_id(conn: &Connection) -> Result<i64> {
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM attempts", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// (event, handler) pairs of deliveries in `status`, optionally of one handler.
@@ -631,6 +695,31 @@ mod tests {
         assert_eq!((rows[0].status.as_str(), rows[0].attempts), (DEAD, 2));
         assert_eq!(rows[0].last_error.as_deref(), Some("exit 1"));
         assert_eq!(attempts_for_event(&c, ev).unwrap().len(), 2);
+        // The tail's view: attempts after a cursor, oldest first.
+        let newest = newest_attempt_id(&c).unwrap();
+        let ended = attempts_after(&c, 0, (None, None), 10).unwrap();
+        assert_eq!(ended.iter().map(|a| a.seq).collect::<Vec<_>>(), [1, newest]);
+        assert_eq!(
+            (ended[1].attempt.attempt, ended[1].status.as_str()),
+            (2, DEAD)
+        );
+        assert_eq!(attempts_after(&c, 1, (None, None), 10).unwrap().len(), 1);
+        assert!(
+            attempts_after(&c, 0, (Some("other"), None), 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            attempts_after(&c, 0, (None, Some("message.*")), 10)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(
+            attempts_after(&c, 0, (None, Some("call.*")), 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

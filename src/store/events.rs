@@ -123,7 +123,19 @@ pub struct EventFilter {
     pub until: Option<i64>,
     pub status: Option<String>,
     pub limit: Option<usize>,
+    /// Only ids below this: the next page of a newest-first listing.
+    pub before: Option<i64>,
 }
+
+/// The statuses [`STATUS_SQL`] gives an event (`--status` of the listings).
+pub const STATUSES: [&str; 6] = [
+    "unrouted",
+    "pending",
+    "running",
+    "failed",
+    "succeeded",
+    "dead",
+];
 
 /// The event's overall state, derived from its deliveries.
 const STATUS_SQL: &str = "CASE WHEN e.routed = 0 THEN 'unrouted' ELSE COALESCE((
@@ -152,24 +164,60 @@ fn event_row(r: &Row<'_>, status: String) -> rusqlite::Result<EventRow> {
     })
 }
 
-/// Lists events, newest first.
-pub fn list(conn: &Connection, f: &EventFilter) -> Result<Vec<EventRow>> {
+/// The rows of `f` with their status, `?7` < id < `?8`; the caller orders and limits.
+const FILTERED_SQL: &str =
+    "SELECT * FROM (SELECT {ROW_COLUMNS}, {STATUS_SQL} AS status FROM events e
+       WHERE (?1 IS NULL OR e.source = ?1)
+         AND (?2 IS NULL OR e.type GLOB ?2)
+         AND (?3 IS NULL OR e.received_at >= ?3)
+         AND (?4 IS NULL OR e.received_at < ?4)
+         AND e.id > ?7 AND e.id < ?8)
+     WHERE (?5 IS NULL OR status = ?5)";
+
+fn filtered(
+    conn: &Connection,
+    f: &EventFilter,
+    (after, before): (i64, i64),
+    order: &str,
+) -> Result<Vec<EventRow>> {
     let sql = format!(
-        "SELECT * FROM (SELECT {ROW_COLUMNS}, {STATUS_SQL} AS status FROM events e
-           WHERE (?1 IS NULL OR e.source = ?1)
-             AND (?2 IS NULL OR e.type GLOB ?2)
-             AND (?3 IS NULL OR e.received_at >= ?3)
-             AND (?4 IS NULL OR e.received_at < ?4))
-         WHERE (?5 IS NULL OR status = ?5)
-         ORDER BY id DESC LIMIT ?6"
+        "{} ORDER BY id {order} LIMIT ?6",
+        FILTERED_SQL
+            .replace("{ROW_COLUMNS}", ROW_COLUMNS)
+            .replace("{STATUS_SQL}", STATUS_SQL)
     );
     let limit = f.limit.map(|l| l as i64).unwrap_or(-1);
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
-        params![f.source, f.type_glob, f.since, f.until, f.status, limit],
+        params![
+            f.source,
+            f.type_glob,
+            f.since,
+            f.until,
+            f.status,
+            limit,
+            after,
+            before
+        ],
         |r| event_row(r, r.get(9)?),
     )?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Lists events, newest first (below `f.before` when set).
+pub fn list(conn: &Connection, f: &EventFilter) -> Result<Vec<EventRow>> {
+    filtered(conn, f, (0, f.before.unwrap_or(i64::MAX)), "DESC")
+}
+
+/// Events matching `f` with an id above `after`, oldest first: what
+/// `hookd tail` has not printed yet.
+pub fn after(conn: &Connection, f: &EventFilter, after: i64) -> Result<Vec<EventRow>> {
+    filtered(conn, f, (after, f.before.unwrap_or(i64::MAX)), "ASC")
+}
+
+/// The newest event's id (0 when there is none): where `hookd tail` starts.
+pub fn newest_id(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
 }
 
 /// Ids of the events matching `f`, oldest first (for replay).
@@ -343,6 +391,21 @@ pub(crate) mod tests {
             .len(),
             3
         );
+        // Pages of a newest-first listing, and the tail's oldest-first view.
+        assert_eq!(
+            got(EventFilter {
+                before: Some(3),
+                limit: Some(1),
+                ..Default::default()
+            }),
+            ["e1"]
+        );
+        let tail = after(&c, &EventFilter::default(), 1).unwrap();
+        assert_eq!(
+            tail.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>(),
+            ["e1", "e2"]
+        );
+        assert_eq!(newest_id(&c).unwrap(), 3);
     }
 
     #[test]

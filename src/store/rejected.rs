@@ -70,11 +70,22 @@ pub fn insert(conn: &Connection, r: &NewRejection, keep: usize) -> Result<()> {
 
 /// The newest refusals first.
 pub fn list(conn: &Connection, source: Option<&str>, limit: usize) -> Result<Vec<RejectedRow>> {
+    page(conn, source, None, limit)
+}
+
+/// Like [`list`], only ids below `before`: the next page.
+pub fn page(
+    conn: &Connection,
+    source: Option<&str>,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<Vec<RejectedRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, source, path, reason, code, status, received_at, remote, body_len, body
-         FROM rejected WHERE (?1 IS NULL OR source = ?1) ORDER BY id DESC LIMIT ?2",
+         FROM rejected WHERE (?1 IS NULL OR source = ?1) AND id < ?3 ORDER BY id DESC LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![source, limit as i64], |r| {
+    let before = before.unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![source, limit as i64, before], |r| {
         let body: Vec<u8> = r.get(9)?;
         Ok(RejectedRow {
             id: r.get(0)?,
@@ -128,6 +139,8 @@ mod tests {
             ["bad 9", "bad 8", "bad 7"]
         );
         assert_eq!(rows[0].body_len, 5000);
+        let older = page(&c, None, Some(rows[0].id), 1).unwrap();
+        assert_eq!(older[0].reason, "bad 8");
         let stored: i64 = c
             .query_row("SELECT MAX(LENGTH(body)) FROM rejected", [], |r| r.get(0))
             .unwrap();
