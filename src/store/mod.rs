@@ -14,6 +14,7 @@ pub mod events;
 mod job_queue;
 pub mod pull_status;
 pub mod rejected;
+pub mod rules;
 pub mod schema;
 pub mod subscriptions;
 mod writer;
