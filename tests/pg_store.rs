@@ -222,3 +222,57 @@ async fn bad_urls_are_explained_without_the_password() {
         assert!(!err.contains("hunter2"), "{url}: {err}");
     }
 }
+
+/// `hookd` with `[store] url` in its config: `check` shows the database
+/// (never the password), and `run` and the CLI verbs refuse plainly until
+/// they run on PostgreSQL. Needs no cluster: nothing connects.
+#[test]
+fn verbs_that_cannot_use_a_postgres_store_yet_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("db-url"),
+        "postgres://hookd:hunter2@127.0.0.1:1/events\n",
+    )
+    .unwrap();
+    let config = dir.path().join("receiver.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nstate_dir = \"{}\"\n\n[store]\nurl = \"file:db-url\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let hookd = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookd"))
+            .arg("-c")
+            .arg(&config)
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let check = hookd(&["check"]);
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        out.contains("PostgreSQL, database events on 127.0.0.1:1"),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "{out}");
+    for verb in [&["run"][..], &["events", "list"], &["deliveries"]] {
+        let r = hookd(verb);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{verb:?}: {err}");
+        assert!(
+            err.contains("does not run on a PostgreSQL store yet"),
+            "{verb:?}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+    assert!(
+        !dir.path().join("state").join("hookd.db").exists(),
+        "no SQLite database was made behind the operator's back"
+    );
+}
