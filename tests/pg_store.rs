@@ -276,3 +276,44 @@ fn verbs_that_cannot_use_a_postgres_store_yet_say_so() {
         "no SQLite database was made behind the operator's back"
     );
 }
+
+/// PostgreSQL text cannot hold NUL. An event the server refuses fails
+/// alone: the others committed with it in a batch are retried one by one
+/// and stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_server_refuses_fails_alone() {
+    let Some(db) = pg_support::database() else {
+        return;
+    };
+    let (a, _) = replicas(&db.url).await;
+    let pushes = (0..12).map(|i| {
+        let a = a.clone();
+        let id = if i == 5 {
+            "bad\0id".to_string()
+        } else {
+            format!("e{i}")
+        };
+        tokio::spawn(async move { a.insert_event(event(&id, &["h"])).await })
+    });
+    let mut results = Vec::new();
+    for p in pushes.collect::<Vec<_>>() {
+        results.push(p.await.unwrap());
+    }
+    for (i, r) in results.iter().enumerate() {
+        if i == 5 {
+            assert!(
+                matches!(r, Err(hookd::store::StoreError::Failed(_))),
+                "{r:?}"
+            );
+        } else {
+            assert!(matches!(r, Ok(Ingested::Accepted { .. })), "{i}: {r:?}");
+        }
+    }
+    let c = raw(&db.url).await;
+    let n: i64 = c
+        .query_one("SELECT COUNT(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 11);
+}
