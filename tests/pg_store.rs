@@ -317,3 +317,32 @@ async fn an_event_the_server_refuses_fails_alone() {
         .get(0);
     assert_eq!(n, 11);
 }
+
+/// A database that does not answer is reported at start, naming it, and
+/// quickly: nothing waits forever on a connection.
+#[tokio::test]
+async fn an_unreachable_database_is_reported_at_start() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://hookd:hunter2@127.0.0.1:{port}/events?sslmode=disable");
+    let started = std::time::Instant::now();
+    let err = PgStore::open(&url, PgOptions::default())
+        .await
+        .err()
+        .expect("nothing listens there");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains(&format!(
+            "cannot connect to database events on 127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}

@@ -10,7 +10,9 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{Notify, watch};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{AsyncMessage, Config, NoTls};
@@ -69,17 +71,29 @@ fn tls_for(cfg: &Config) -> Result<Tls, String> {
     Ok(Tls::Rustls(MakeRustlsConnect::new(client)))
 }
 
-/// A pool of up to `size` connections.
+/// How long a caller waits for a pooled connection, or for a new one to
+/// be made, before the store counts as unavailable (503, not a hang).
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A pool of up to `size` connections. A URL without `connect_timeout`
+/// gets [`WAIT`].
 pub fn pool(cfg: &Config, size: usize) -> Result<Pool, String> {
     let mc = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
-    let manager = match tls_for(cfg)? {
-        Tls::Off => Manager::from_config(cfg.clone(), NoTls, mc),
-        Tls::Rustls(t) => Manager::from_config(cfg.clone(), t, mc),
+    let mut cfg = cfg.clone();
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(WAIT);
+    }
+    let manager = match tls_for(&cfg)? {
+        Tls::Off => Manager::from_config(cfg, NoTls, mc),
+        Tls::Rustls(t) => Manager::from_config(cfg, t, mc),
     };
     Pool::builder(manager)
         .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(WAIT))
+        .create_timeout(Some(WAIT))
         .build()
         .map_err(|e| format!("cannot build the PostgreSQL pool: {e}"))
 }
@@ -134,6 +148,10 @@ where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
     T::Stream: Send + 'static,
 {
+    let mut cfg = cfg.clone();
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(WAIT);
+    }
     let (client, mut conn) = cfg.connect(tls).await.map_err(|e| super::describe(&e))?;
     // The connection must be polled for the LISTEN to be sent and for
     // notifications to arrive: poll both together.
