@@ -97,6 +97,35 @@ async fn a_lost_lease_is_taken_over_as_an_interrupted_attempt() {
     assert_eq!(outcomes, [(1, "interrupted"), (2, "ok")]);
 }
 
+/// A replica whose run was taken over (it stalled past its lease) and that
+/// claimed the same delivery again cannot record the old run's result on
+/// the new claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_result_does_not_land_on_a_later_claim_of_the_same_replica() {
+    let Some(db) = pg_support::database() else {
+        return;
+    };
+    let (a, b) = replicas(&db.url).await;
+    a.insert_event(event("e1", &["h"])).await.unwrap();
+    let now = hookd::timefmt::now_micros();
+    let first = a.claim("h", now, 1).await.unwrap().remove(0);
+    let later = now + 10 * LEASE_US;
+    assert_eq!(b.take_over_expired(later).await.unwrap(), 1);
+    let second = a.claim("h", later, 1).await.unwrap().remove(0);
+    assert_eq!((second.delivery, second.attempt), (first.delivery, 2));
+    assert!(
+        !a.finish(first.delivery, ok(1), Next::Succeeded, later)
+            .await
+            .unwrap(),
+        "attempt 1's result is stale"
+    );
+    assert!(
+        a.finish(second.delivery, ok(2), Next::Succeeded, later)
+            .await
+            .unwrap()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_lease_is_not_taken_over() {
     let Some(db) = pg_support::database() else {

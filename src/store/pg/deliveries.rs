@@ -98,7 +98,9 @@ pub async fn renew(c: &impl GenericClient, owner: &str, lease_until: i64) -> Res
 }
 
 /// Records an attempt and moves the delivery on, if `owner` still holds
-/// it. False when the lease was lost (nothing recorded).
+/// the claim that made this attempt (the attempt number tells a claim from
+/// a later one of the same delivery by the same replica, after a
+/// take-over). False when the lease was lost (nothing recorded).
 pub async fn finish(
     c: &impl GenericClient,
     owner: &str,
@@ -113,7 +115,7 @@ pub async fn finish(
             "WITH moved AS (
                 UPDATE deliveries SET status = $2, next_attempt_at = $3, last_error = $4,
                        updated_at = $5, lease_owner = NULL, lease_until = NULL
-                WHERE id = $1 AND status = 'running' AND lease_owner = $6
+                WHERE id = $1 AND status = 'running' AND lease_owner = $6 AND attempts = $7
                 RETURNING id)
              INSERT INTO attempts (delivery, attempt, replay, started_at, duration_us, outcome,
                                    exit_code, signal, stdout, stderr, stdout_truncated, stderr_truncated)
