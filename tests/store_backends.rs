@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use hookd::store::deliveries::{AttemptRecord, DeliveryFilter, FAILED, Next, PENDING};
 use hookd::store::events::{Ingested, NewEvent};
 use hookd::store::pg::{PgOptions, PgStore};
+use hookd::store::rejected::{BODY_KEEP, NewRejection};
 use hookd::store::{Backend, Store, StoreOptions};
 
 /// Declares each test once per backend.
@@ -46,6 +47,8 @@ on_both_backends!(
     claim_retry_and_die,
     unclaimed_deliveries_are_as_they_were,
     two_claimers_run_each_delivery_once,
+    refused_requests_keep_the_newest_truncated,
+    prune_keeps_unfinished_work_and_frees_the_key,
 );
 
 fn event(source: &str, id: &str, handlers: &[&str]) -> NewEvent {
@@ -267,4 +270,48 @@ async fn two_claimers_run_each_delivery_once(a: Backend, b: Backend) {
         rows.iter().all(|(s, n)| s == "succeeded" && *n == 1),
         "{rows:?}"
     );
+}
+
+async fn refused_requests_keep_the_newest_truncated(a: Backend, _: Backend) {
+    for i in 0..10 {
+        let r = NewRejection {
+            source: Some(if i % 2 == 0 { "s" } else { "t" }.into()),
+            path: "/hooks/s".into(),
+            status: 401,
+            reason: format!("bad {i}"),
+            code: "bad_signature".into(),
+            received_at: i,
+            remote: None,
+            headers: vec![],
+            body: vec![b'x'; 5000],
+        };
+        a.insert_rejected(r, 4).await.unwrap();
+    }
+    let rows = a.list_rejected(None, 100).await.unwrap();
+    let reasons: Vec<&str> = rows.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(reasons, ["bad 9", "bad 8", "bad 7", "bad 6"]);
+    assert_eq!((rows[0].status, rows[0].body_len), (401, 5000));
+    assert!(rows[0].body_preview.len() < BODY_KEEP);
+    let of_s = a.list_rejected(Some("s".into()), 1).await.unwrap();
+    assert_eq!(of_s[0].reason, "bad 8");
+}
+
+async fn prune_keeps_unfinished_work_and_frees_the_key(a: Backend, _: Backend) {
+    a.insert_event(event("s", "done", &[])).await.unwrap();
+    a.insert_event(event("s", "busy", &["h"])).await.unwrap();
+    let mut late = event("s", "late", &[]);
+    late.received_at = 5_000;
+    a.insert_event(late).await.unwrap();
+    assert_eq!(a.prune_events(2_000, 100).await.unwrap(), 1, "only `done`");
+    assert!(
+        matches!(
+            a.insert_event(event("s", "done", &[])).await.unwrap(),
+            Ingested::Accepted { .. }
+        ),
+        "after pruning, the same id is new again"
+    );
+    assert!(matches!(
+        a.insert_event(event("s", "busy", &["h"])).await.unwrap(),
+        Ingested::Duplicate { .. }
+    ));
 }

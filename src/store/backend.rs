@@ -18,6 +18,7 @@ use super::deliveries::{
 };
 use super::events::{self, Ingested, NewEvent};
 use super::pg::PgStore;
+use super::rejected::{self, NewRejection, RejectedRow};
 use super::{Result, Store};
 
 /// The store the daemon runs on.
@@ -136,6 +137,41 @@ impl Backend {
                     .await
             }
             Backend::Postgres(p) => p.attempts_for_event(event).await,
+        }
+    }
+
+    /// Records a refused request, keeping the newest `keep`.
+    pub async fn insert_rejected(&self, r: NewRejection, keep: usize) -> Result<()> {
+        match self {
+            Backend::Sqlite(s) => s.write(move |c| rejected::insert(c, &r, keep)).await,
+            Backend::Postgres(p) => p.insert_rejected(r, keep).await,
+        }
+    }
+
+    /// The newest refused requests, of one source or all.
+    pub async fn list_rejected(
+        &self,
+        source: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<RejectedRow>> {
+        match self {
+            Backend::Sqlite(s) => {
+                s.read(move |c| rejected::list(c, source.as_deref(), limit))
+                    .await
+            }
+            Backend::Postgres(p) => p.list_rejected(source, limit).await,
+        }
+    }
+
+    /// Deletes up to `batch` finished events received before `before`
+    /// (their dedup keys with them). Returns how many went.
+    pub async fn prune_events(&self, before: i64, batch: usize) -> Result<u64> {
+        match self {
+            Backend::Sqlite(s) => {
+                s.write(move |c| events::prune(c, before, batch).map(|n| n as u64))
+                    .await
+            }
+            Backend::Postgres(p) => p.prune_events(before, batch).await,
         }
     }
 

@@ -93,7 +93,7 @@ pub fn list(conn: &Connection, source: Option<&str>, limit: usize) -> Result<Vec
 }
 
 /// A short printable preview of a body.
-fn preview(body: &[u8]) -> String {
+pub(crate) fn preview(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })

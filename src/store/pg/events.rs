@@ -7,7 +7,7 @@
 //! in key order, so two replicas' batches that share keys take the row
 //! locks in the same order and cannot deadlock each other.
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{GenericClient, Transaction};
 
 use super::{Result, deliveries};
 use crate::store::events::{Ingested, NewEvent};
@@ -56,6 +56,22 @@ pub async fn insert(tx: &Transaction<'_>, e: &NewEvent) -> Result<Ingested> {
         id,
         deliveries: e.handlers.len(),
     })
+}
+
+/// Deletes up to `batch` events received before `before` whose work is
+/// finished (no delivery pending, failed-and-retrying or running), with
+/// their dedup keys. Returns how many went.
+pub async fn prune(c: &impl GenericClient, before: i64, batch: usize) -> Result<u64> {
+    let stmt = c
+        .prepare_cached(
+            "DELETE FROM events WHERE id IN (
+                SELECT e.id FROM events e WHERE e.received_at < $1
+                  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id
+                                  AND d.status IN ('pending', 'failed', 'running'))
+                LIMIT $2)",
+        )
+        .await?;
+    Ok(c.execute(&stmt, &[&before, &(batch as i64)]).await?)
 }
 
 /// The order a batch is inserted in: by key, so concurrent batches lock

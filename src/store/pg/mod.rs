@@ -18,6 +18,7 @@ mod batch;
 pub mod connect;
 pub mod deliveries;
 pub mod events;
+pub mod rejected;
 pub mod schema;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::store::deliveries::{
     AttemptRecord, AttemptRow, Claimed, DeliveryFilter, DeliveryRow, Next,
 };
 use crate::store::events::{Ingested, NewEvent};
+use crate::store::rejected::{NewRejection, RejectedRow};
 use crate::timefmt;
 
 /// How long opening waits for LISTEN to be in place.
@@ -303,6 +305,25 @@ impl PgStore {
     pub async fn attempts_for_event(&self, event: i64) -> Result<Vec<AttemptRow>> {
         let conn = self.conn().await?;
         deliveries::attempts_for_event(&conn, event).await
+    }
+
+    pub async fn insert_rejected(&self, r: NewRejection, keep: usize) -> Result<()> {
+        let conn = self.conn().await?;
+        rejected::insert(&conn, &r, keep).await
+    }
+
+    pub async fn list_rejected(
+        &self,
+        source: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<RejectedRow>> {
+        let conn = self.conn().await?;
+        rejected::list(&conn, source.as_deref(), limit).await
+    }
+
+    pub async fn prune_events(&self, before: i64, batch: usize) -> Result<u64> {
+        let conn = self.conn().await?;
+        events::prune(&conn, before, batch).await
     }
 
     /// True when a connection answers (for `/readyz`).
