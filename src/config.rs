@@ -9,6 +9,7 @@
 
 pub mod locate;
 mod pull;
+mod store;
 pub mod units;
 
 use std::collections::{BTreeMap, HashSet};
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 pub use locate::KeyPath;
 pub use pull::{Auth, PollConfig, PullConfig, SinceFormat, SseConfig};
+pub use store::{PostgresStore, StoreConfig};
 
 use crate::extract::{ExtractSpec, Extractor};
 use crate::provider::{Mode, ProviderKind};
@@ -72,6 +74,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub server: ServerConfig,
     pub admin: AdminConfig,
+    /// Where the state is kept: SQLite in `daemon.state_dir` unless `[store]` says otherwise.
+    pub store: StoreConfig,
     pub sources: Vec<SourceConfig>,
     pub handlers: Vec<HandlerConfig>,
     /// Things that are accepted but worth telling the operator (literal secrets).
@@ -217,6 +221,7 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     admin: RawAdmin,
+    store: Option<store::RawStore>,
     #[serde(default)]
     source: Vec<RawSource>,
     #[serde(default)]
@@ -502,6 +507,7 @@ impl Validator {
         let daemon = self.daemon(raw.daemon, &root.key("daemon"))?;
         let server = self.server(raw.server, &root.key("server"))?;
         let admin = self.admin(raw.admin, &root.key("admin"))?;
+        let store = self.store(raw.store, &root.key("store"))?;
         let mut sources = Vec::new();
         let (mut names, mut paths) = (HashSet::new(), HashSet::new());
         for (i, s) in raw.source.into_iter().enumerate() {
@@ -538,6 +544,7 @@ impl Validator {
             daemon,
             server,
             admin,
+            store,
             sources,
             handlers,
             warnings: std::mem::take(&mut self.warnings),

@@ -153,6 +153,7 @@ fn adopt(l: std::net::TcpListener) -> Result<TcpListener, String> {
 
 impl Daemon {
     pub async fn start(config: Config, opts: StartOptions) -> Result<Daemon, String> {
+        config.require_sqlite("hookd run")?;
         let store = Store::open(
             &config.daemon.state_dir,
             StoreOptions {
@@ -301,6 +302,9 @@ impl Daemon {
         let mut notes = Vec::new();
         if old.daemon.state_dir != config.daemon.state_dir {
             return Err("daemon.state_dir cannot change on reload; restart hookd".into());
+        }
+        if !old.store.same_as(&config.store) {
+            return Err("[store] cannot change on reload; restart hookd".into());
         }
         if old.admin.listen != config.admin.listen {
             notes.push("admin.listen changed; it takes effect at the next restart".to_string());

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{Config, HandlerKind, PullConfig, SourceConfig};
+use crate::config::{Config, HandlerKind, PullConfig, SourceConfig, StoreConfig};
 use crate::extract::Extractor;
 use crate::provider::Mode;
 
@@ -19,9 +19,15 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
 /// The resolved plan, as text. Never includes a secret value.
 pub fn plan(cfg: &Config) -> String {
     let mut out = format!("config {} is valid\n\n", cfg.file.display());
+    let state = match &cfg.store {
+        StoreConfig::Sqlite => cfg.database_path().display().to_string(),
+        StoreConfig::Postgres(pg) => format!(
+            "PostgreSQL, {} (url from {}; hookd run and the CLI do not run on it yet)",
+            pg.target, pg.url_ref
+        ),
+    };
     out += &format!(
-        "state      {} (retention {})\n",
-        cfg.database_path().display(),
+        "state      {state} (retention {})\n",
         humantime::format_duration(cfg.daemon.retention)
     );
     let scheme = if cfg.server.tls.is_some() {

@@ -47,6 +47,8 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// The daemon's store (created if this is the first use of the state dir).
 pub fn store(cfg: &Config) -> anyhow::Result<Store> {
+    cfg.require_sqlite("this hookd verb")
+        .map_err(anyhow::Error::msg)?;
     Store::open(&cfg.daemon.state_dir, StoreOptions::default()).map_err(anyhow::Error::msg)
 }
 

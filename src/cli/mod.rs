@@ -210,6 +210,8 @@ pub fn load(path: &Path) -> anyhow::Result<Config> {
 /// Opens the database of `cfg` for a CLI verb. Read-only verbs refuse to
 /// create one where the daemon never ran.
 pub fn open_db(cfg: &Config, write: bool) -> anyhow::Result<rusqlite::Connection> {
+    cfg.require_sqlite("this hookd verb")
+        .map_err(anyhow::Error::msg)?;
     let path = cfg.database_path();
     if !path.exists() {
         if !write {

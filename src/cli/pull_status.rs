@@ -28,6 +28,8 @@ pub fn lines(cfg: &Config, sources: &[&SourceConfig]) -> anyhow::Result<Vec<Pull
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
+    cfg.require_sqlite("this hookd verb")
+        .map_err(anyhow::Error::msg)?;
     let recorded = if cfg.database_path().exists() {
         let conn = crate::store::connect(&cfg.database_path(), true)
             .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;

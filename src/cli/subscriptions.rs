@@ -49,6 +49,8 @@ pub fn subscriptions(cfg: &Config, a: SubscriptionsArgs) -> anyhow::Result<ExitC
         pull_status::print(&pull_lines, a.json)?;
         return Ok(ExitCode::SUCCESS);
     }
+    cfg.require_sqlite("hookd subscriptions")
+        .map_err(anyhow::Error::msg)?;
     // Read-only: without a database nothing was registered from here yet.
     let store = if cfg.database_path().exists() {
         Some(

@@ -321,4 +321,81 @@ fn sender_presets_need_only_a_secret() {
     .unwrap();
     assert_eq!(own.extract.type_suffix, None);
     assert_eq!(lists(&own)[0], "header:x-github-delivery");
+#[test]
+fn without_a_store_table_the_store_is_sqlite() {
+    let cfg = parse(GOOD, Path::new("/etc/hookd/receiver.toml")).unwrap();
+    assert!(matches!(cfg.store, StoreConfig::Sqlite));
+    assert!(cfg.require_sqlite("hookd run").is_ok());
+}
+
+#[test]
+fn a_postgres_store_url_is_a_secret_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("db-url"),
+        "postgres://hookd:hunter2@db.internal:6543/events?sslmode=require\n",
+    )
+    .unwrap();
+    let file = dir.path().join("receiver.toml");
+    let text = format!("{GOOD}\n[store]\nurl = \"file:db-url\"\n");
+    let cfg = parse(&text, &file).unwrap();
+    let StoreConfig::Postgres(pg) = &cfg.store else {
+        panic!("{:?}", cfg.store)
+    };
+    assert_eq!(pg.target, "database events on db.internal:6543");
+    let shown = format!("{:?}", cfg.store);
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("file:db-url"), "{shown}");
+    assert_eq!(
+        cfg.warnings.len(),
+        1,
+        "only the generic source's literal secret"
+    );
+    let refused = cfg.require_sqlite("hookd run").unwrap_err();
+    assert!(
+        refused.contains("hookd run does not run on a PostgreSQL store yet")
+            && refused.contains("receiver.toml")
+            && refused.contains("remove [store]"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_literal_store_url_is_warned_about_only_with_a_password() {
+    let with = format!("{GOOD}\n[store]\nurl = \"postgres://hookd:pw@db/events\"\n");
+    let cfg = parse(&with, Path::new("/etc/hookd/receiver.toml")).unwrap();
+    assert!(
+        cfg.warnings.iter().any(|w| w.contains("store.url")),
+        "{:?}",
+        cfg.warnings
+    );
+    let without = format!("{GOOD}\n[store]\nurl = \"postgres://hookd@db/events\"\n");
+    let cfg = parse(&without, Path::new("/etc/hookd/receiver.toml")).unwrap();
+    assert!(
+        !cfg.warnings.iter().any(|w| w.contains("store.url")),
+        "{:?}",
+        cfg.warnings
+    );
+}
+
+#[test]
+fn a_bad_store_url_names_file_line_and_key() {
+    for (url, want) in [
+        ("mysql://hookd@db/events", "postgres:// URL"),
+        (
+            "postgres://hookd:pw@db/events?sslmode=sometimes",
+            "not a usable",
+        ),
+        ("env:HOOKD_TEST_STORE_URL_THAT_IS_NOT_SET", "is not set"),
+    ] {
+        let text = format!("{GOOD}\n[store]\nurl = \"{url}\"\n");
+        let e = err(&text);
+        assert_eq!(e.key, "store.url", "{e}");
+        assert_eq!(e.line, Some(line_with(&text, "url =")), "{e}");
+        assert!(e.message.contains(want), "{url}: {e}");
+        assert!(!e.to_string().contains(":pw@"), "{e}");
+    }
+    let text = format!("{GOOD}\n[store]\nurl = \"postgres://h@db/e\"\npool = 3\n");
+    let e = err(&text);
+    assert!(e.to_string().contains("pool"), "{e}");
 }

@@ -23,15 +23,16 @@ use futures_util::stream::FuturesOrdered;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::envelope;
 use super::exec::{ExitKind, RunOutcome};
 use super::started::StartLog;
 use super::stream::{StreamHandle, StreamOutcome, StreamSpec};
-use super::{envelope, retry};
 use crate::config::{HandlerConfig, HandlerKind};
 use crate::metrics::SharedMetrics;
 use crate::runtime::SharedRuntime;
 use crate::store::Store;
 use crate::store::deliveries::{self, AttemptRecord, Claimed, Next};
+use crate::store::rules;
 use crate::timefmt;
 
 mod exec_slot;
@@ -440,16 +441,14 @@ impl Dispatcher {
     /// queue (stopped at shutdown). Counted in the metrics; a failure is logged.
     fn next_step(&self, h: &HandlerConfig, c: &Claimed, rec: &AttemptRecord) -> Next {
         let ok = rec.outcome == "ok";
-        let next = if ok {
-            Next::Succeeded
-        } else if rec.outcome == "interrupted" && self.inner.kill.is_cancelled() {
-            Next::HandBack
-        } else if c.attempt >= h.max_attempts {
-            Next::Dead
-        } else {
-            let wait = retry::delay(&h.backoff, c.attempt);
-            Next::RetryAt(timefmt::now_micros() + wait.as_micros() as i64)
-        };
+        let next = rules::next_after(
+            &rec.outcome,
+            self.inner.kill.is_cancelled(),
+            c.attempt,
+            h.max_attempts,
+            &h.backoff,
+            timefmt::now_micros(),
+        );
         if next != Next::HandBack {
             self.inner.metrics.finished(
                 &h.name,

@@ -12,7 +12,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::Result;
+use super::{Result, rules};
 use crate::timefmt;
 
 pub const PENDING: &str = "pending";
@@ -179,17 +179,18 @@ pub fn finish(
         a.stdout_truncated,
         a.stderr_truncated
     ])?;
-    let (status, at, err) = match next {
-        Next::Succeeded => (SUCCEEDED, now, None),
-        Next::RetryAt(t) => (FAILED, t, Some(a.summary.as_str())),
-        Next::Dead => (DEAD, now, Some(a.summary.as_str())),
-        Next::HandBack => (PENDING, now, Some(a.summary.as_str())),
-    };
+    let t = rules::after_attempt(next, &a.summary, now);
     conn.prepare_cached(
         "UPDATE deliveries SET status = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5
          WHERE id = ?1",
     )?
-    .execute(params![delivery, status, at, err, now])?;
+    .execute(params![
+        delivery,
+        t.status,
+        t.next_attempt_at,
+        t.last_error,
+        now
+    ])?;
     Ok(())
 }
 
@@ -197,11 +198,12 @@ pub fn finish(
 /// stops, or found at recovery): back to waiting, the attempt count as it was. Only rows still
 /// `running` are touched.
 pub fn unclaim(conn: &Connection, ids: &[i64]) -> Result<()> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "UPDATE deliveries SET attempts = attempts - 1, ahead = 0,
-                status = CASE WHEN attempts > 1 THEN 'failed' ELSE 'pending' END
+                status = {}
          WHERE id = ?1 AND status = 'running'",
-    )?;
+        rules::UNCLAIMED_STATUS_SQL
+    ))?;
     for id in ids {
         stmt.execute([id])?;
     }
@@ -245,15 +247,15 @@ pub fn recover_running(
     unclaim(conn, &never_started)?;
     conn.execute(
         "INSERT INTO attempts (delivery, attempt, replay, started_at, duration_us, outcome)
-         SELECT id, attempts, replay, updated_at, ?1 - updated_at, 'interrupted'
+         SELECT id, attempts, replay, updated_at, ?1 - updated_at, ?2
          FROM deliveries WHERE status = 'running'",
-        [now],
+        params![now, rules::INTERRUPTED],
     )?;
     let interrupted = conn.execute(
         "UPDATE deliveries SET status = 'failed', next_attempt_at = ?1, updated_at = ?1, ahead = 0,
-                last_error = 'interrupted: hookd stopped while the handler ran'
+                last_error = ?2
          WHERE status = 'running'",
-        [now],
+        params![now, rules::INTERRUPTED_AT_START],
     )?;
     Ok(Recovered {
         interrupted,
@@ -380,7 +382,7 @@ pub struct DeliveryRow {
     pub held: bool,
     /// The claim's time when the row was claimed ahead and is running.
     #[serde(skip)]
-    claimed_ahead_at: Option<i64>,
+    pub(crate) claimed_ahead_at: Option<i64>,
 }
 
 impl DeliveryRow {

@@ -7,13 +7,16 @@
 //! The CLI opens the same database directly; SQLite's locking makes that
 //! safe while the daemon runs.
 
+mod backend;
 mod checkpoint;
 pub mod cursors;
 pub mod deliveries;
 pub mod events;
 mod job_queue;
+pub mod pg;
 pub mod pull_status;
 pub mod rejected;
+pub mod rules;
 pub mod schema;
 pub mod subscriptions;
 mod writer;
@@ -26,6 +29,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+pub use backend::Backend;
 pub use writer::{Pending, WriterStats};
 
 /// How long [`Store::write_lazy`] may hold a write for company.

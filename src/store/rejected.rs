@@ -104,7 +104,7 @@ pub fn page(
 }
 
 /// A short printable preview of a body.
-fn preview(body: &[u8]) -> String {
+pub(crate) fn preview(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })

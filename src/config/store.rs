@@ -1,0 +1,103 @@
+//! The `[store]` table: where hookd keeps its state.
+//!
+//! Without it, the store is SQLite in `daemon.state_dir`, as always. With
+//! `url`, a secret reference (`env:`, `file:`, `credential:`, or a literal
+//! with a warning when it carries a password) to a `postgres://` URL, the
+//! store is PostgreSQL, shared by every replica with the same URL. The URL
+//! is checked here, so a typo is a config error naming file, line and key;
+//! whether the database answers is for start-up to find out.
+//!
+//! Until the daemon and the CLI run on PostgreSQL, every entry point that
+//! opens the store refuses a PostgreSQL store ([`Config::require_sqlite`])
+//! with a message saying so: the key is never accepted and then ignored.
+
+use serde::Deserialize;
+
+use super::{Config, KeyPath, VResult, Validator, at};
+use crate::secret::{Secret, SecretRef};
+use crate::store::pg::connect;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    url: Option<String>,
+}
+
+/// Which backend holds the state.
+#[derive(Clone, Debug, Default)]
+pub enum StoreConfig {
+    /// SQLite in `daemon.state_dir`.
+    #[default]
+    Sqlite,
+    Postgres(PostgresStore),
+}
+
+/// A PostgreSQL store. `Debug` shows where the URL comes from and the
+/// database it names, never the URL itself (it may hold a password).
+#[derive(Clone)]
+pub struct PostgresStore {
+    pub url_ref: SecretRef,
+    pub url: Secret,
+    /// "database D on host:port", for messages.
+    pub target: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresStore({}, {})", self.url_ref, self.target)
+    }
+}
+
+impl Validator {
+    pub(super) fn store(&mut self, r: Option<RawStore>, p: &KeyPath) -> VResult<StoreConfig> {
+        let Some(url) = r.and_then(|r| r.url) else {
+            return Ok(StoreConfig::Sqlite);
+        };
+        let kp = p.key("url");
+        let url_ref = SecretRef::parse(&url);
+        let value = at(&kp, url_ref.resolve(&self.base))?;
+        let text = at(
+            &kp,
+            std::str::from_utf8(value.expose()).map_err(|_| format!("{url_ref} is not UTF-8 text")),
+        )?;
+        let cfg = at(&kp, connect::parse_url(text))?;
+        if url_ref.is_literal() && cfg.get_password().is_some() {
+            self.warnings.push(format!(
+                "{kp}: the URL's password is written literally in the config; prefer env:NAME, file:PATH or credential:NAME"
+            ));
+        }
+        Ok(StoreConfig::Postgres(PostgresStore {
+            target: connect::describe_target(&cfg),
+            url_ref,
+            url: value,
+        }))
+    }
+}
+
+impl StoreConfig {
+    /// True when both name the same store (for a reload, which cannot move it).
+    pub fn same_as(&self, other: &StoreConfig) -> bool {
+        match (self, other) {
+            (StoreConfig::Sqlite, StoreConfig::Sqlite) => true,
+            (StoreConfig::Postgres(a), StoreConfig::Postgres(b)) => {
+                a.url.expose() == b.url.expose()
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Config {
+    /// Fails with a message an operator can act on when `[store]` names
+    /// PostgreSQL, which `what` (a verb such as `hookd run`) cannot use yet.
+    pub fn require_sqlite(&self, what: &str) -> Result<(), String> {
+        match &self.store {
+            StoreConfig::Sqlite => Ok(()),
+            StoreConfig::Postgres(pg) => Err(format!(
+                "{}: store.url: {what} does not run on a PostgreSQL store yet ({}); this build can only use SQLite in daemon.state_dir: remove [store] to use it",
+                self.file.display(),
+                pg.target
+            )),
+        }
+    }
+}

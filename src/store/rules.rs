@@ -1,0 +1,113 @@
+//! The delivery rules both store backends follow, kept apart from their
+//! SQL so that SQLite and PostgreSQL cannot drift.
+//!
+//! What a claim is: a due delivery (`pending`, or `failed` with its retry
+//! time reached) becomes `running` and its attempt counter goes up in the
+//! same statement. What follows an attempt ([`next_after`]) and where the
+//! delivery goes then ([`after_attempt`]). What undoing a claim that never
+//! ran does ([`UNCLAIMED_STATUS_SQL`]). And what a run that was cut off
+//! counts as: an `interrupted` attempt, due again at once. This module
+//! owns no SQL dialect: the one SQL fragment here is plain SQL both
+//! engines read the same way.
+
+use crate::config::Backoff;
+use crate::dispatch::retry;
+use crate::store::deliveries::{DEAD, FAILED, Next, PENDING, SUCCEEDED};
+
+/// The outcome stored for a run that was cut off (crash, lost lease).
+pub const INTERRUPTED: &str = "interrupted";
+
+/// `last_error` of a run found running when hookd started again.
+pub const INTERRUPTED_AT_START: &str = "interrupted: hookd stopped while the handler ran";
+
+/// `last_error` of a run whose replica stopped renewing its lease.
+pub const INTERRUPTED_LEASE: &str =
+    "interrupted: the replica running it stopped renewing its lease";
+
+/// The status a claim that never ran goes back to, given the counter
+/// already raised by that claim: a delivery tried before is `failed`
+/// (waiting for its retry), one never tried is `pending`.
+pub const UNCLAIMED_STATUS_SQL: &str = "CASE WHEN attempts > 1 THEN 'failed' ELSE 'pending' END";
+
+/// What follows attempt number `attempt` with `outcome`: success, a retry
+/// after the handler's backoff, dead once `max_attempts` are used, or back
+/// to the queue when the run was stopped by a shutdown (`stopping`), which
+/// is not the handler's fault.
+pub fn next_after(
+    outcome: &str,
+    stopping: bool,
+    attempt: u32,
+    max_attempts: u32,
+    backoff: &Backoff,
+    now: i64,
+) -> Next {
+    if outcome == "ok" {
+        Next::Succeeded
+    } else if outcome == INTERRUPTED && stopping {
+        Next::HandBack
+    } else if attempt >= max_attempts {
+        Next::Dead
+    } else {
+        let wait = retry::delay(backoff, attempt);
+        Next::RetryAt(now + wait.as_micros() as i64)
+    }
+}
+
+/// Where a delivery goes after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition<'a> {
+    pub status: &'static str,
+    pub next_attempt_at: i64,
+    pub last_error: Option<&'a str>,
+}
+
+/// The row's new state after an attempt summarised by `summary`.
+pub fn after_attempt(next: Next, summary: &str, now: i64) -> Transition<'_> {
+    let (status, next_attempt_at, last_error) = match next {
+        Next::Succeeded => (SUCCEEDED, now, None),
+        Next::RetryAt(t) => (FAILED, t, Some(summary)),
+        Next::Dead => (DEAD, now, Some(summary)),
+        Next::HandBack => (PENDING, now, Some(summary)),
+    };
+    Transition {
+        status,
+        next_attempt_at,
+        last_error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const B: Backoff = Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(60),
+    };
+
+    #[test]
+    fn the_next_step_of_an_attempt() {
+        assert_eq!(next_after("ok", true, 9, 3, &B, 0), Next::Succeeded);
+        assert_eq!(next_after(INTERRUPTED, true, 1, 3, &B, 0), Next::HandBack);
+        assert_eq!(next_after("exit", true, 3, 3, &B, 0), Next::Dead);
+        let Next::RetryAt(t) = next_after(INTERRUPTED, false, 2, 3, &B, 1_000_000) else {
+            panic!("an interrupted run outside a shutdown is retried");
+        };
+        assert!((2_000_000..=3_000_000).contains(&t), "{t}");
+    }
+
+    #[test]
+    fn where_the_delivery_goes() {
+        let t = after_attempt(Next::RetryAt(50), "exit 1", 10);
+        assert_eq!(
+            (t.status, t.next_attempt_at, t.last_error),
+            (FAILED, 50, Some("exit 1"))
+        );
+        let t = after_attempt(Next::Succeeded, "ok", 10);
+        assert_eq!((t.status, t.last_error), (SUCCEEDED, None));
+        assert_eq!(after_attempt(Next::HandBack, "x", 10).status, PENDING);
+        assert_eq!(after_attempt(Next::Dead, "x", 10).status, DEAD);
+    }
+}
