@@ -321,6 +321,8 @@ fn sender_presets_need_only_a_secret() {
     .unwrap();
     assert_eq!(own.extract.type_suffix, None);
     assert_eq!(lists(&own)[0], "header:x-github-delivery");
+}
+
 #[test]
 fn without_a_store_table_the_store_is_sqlite() {
     let cfg = parse(GOOD, Path::new("/etc/hookd/receiver.toml")).unwrap();
