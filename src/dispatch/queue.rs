@@ -24,6 +24,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::exec::{ExitKind, RunOutcome};
+use super::http::HttpRunner;
 use super::started::StartLog;
 use super::stream::{StreamHandle, StreamOutcome, StreamSpec};
 use super::{envelope, retry};
@@ -68,6 +69,8 @@ struct State {
     running: HashMap<String, usize>,
     total: usize,
     streams: HashMap<String, (String, StreamHandle, CancellationToken)>,
+    /// Each http handler's runner (its connection pool).
+    http: HashMap<String, Arc<HttpRunner>>,
 }
 
 impl Dispatcher {
@@ -187,19 +190,17 @@ impl Dispatcher {
             if free == 0 {
                 continue;
             }
-            // Exec runs hold a global slot; take them before claiming so a
-            // claimed delivery always has one.
-            let mut permits: Vec<_> = match h.kind {
-                HandlerKind::Exec => (0..free)
+            // Exec and http runs hold a global slot; take them before
+            // claiming so a claimed delivery always has one.
+            let global = h.kind.takes_global_slot();
+            let mut permits: Vec<_> = if global {
+                (0..free)
                     .map_while(|_| self.inner.global.clone().try_acquire_owned().ok())
-                    .collect(),
-                HandlerKind::Stream => Vec::new(),
-            };
-            let free = if h.kind == HandlerKind::Exec {
-                permits.len()
+                    .collect()
             } else {
-                free
+                Vec::new()
             };
+            let free = if global { permits.len() } else { free };
             if free == 0 {
                 continue;
             }
@@ -255,11 +256,11 @@ impl Dispatcher {
         h.concurrency.saturating_sub(self.running_of(&h.name))
     }
 
-    /// When the global cap is all taken: the other exec handlers that could
-    /// run more. If one of them has due work, a finishing exec run of `h`
-    /// hands its global slot back instead of keeping it for `h`'s backlog.
+    /// When the global cap is all taken: the other exec and http handlers
+    /// that could run more. If one of them has due work, a finishing run of
+    /// `h` hands its global slot back instead of keeping it for `h`'s backlog.
     fn rivals_for_the_cap(&self, h: &HandlerConfig) -> Vec<String> {
-        if h.kind != HandlerKind::Exec || self.inner.global.available_permits() > 0 {
+        if !h.kind.takes_global_slot() || self.inner.global.available_permits() > 0 {
             return Vec::new();
         }
         self.inner
@@ -268,7 +269,7 @@ impl Dispatcher {
             .config
             .handlers
             .iter()
-            .filter(|o| o.kind == HandlerKind::Exec && o.name != h.name)
+            .filter(|o| o.kind.takes_global_slot() && o.name != h.name)
             .filter(|o| self.own_free_slots(o) > 0)
             .map(|o| o.name.clone())
             .collect()
@@ -295,7 +296,7 @@ impl Dispatcher {
                     this.finished(&h.name);
                 });
             }
-            HandlerKind::Stream => {
+            HandlerKind::Stream | HandlerKind::Http => {
                 tokio::spawn(async move {
                     let h = this.run_slot(h, c).await;
                     drop(permit);
@@ -305,15 +306,16 @@ impl Dispatcher {
         }
     }
 
-    /// A stream slot runs deliveries back to back: recording one attempt
-    /// claims the handler's next due delivery in the same commit, and a
-    /// record is sent before the next delivery goes out. (Exec slots do the
-    /// same on a thread of their own, holding deliveries claimed ahead: see
-    /// `exec_slot`.) What it claimed but did not send when it ends is
-    /// handed back untouched.
+    /// A stream or http slot runs deliveries back to back: recording one
+    /// attempt claims the handler's next due delivery in the same commit,
+    /// and a record is sent before the next delivery goes out. (Exec slots
+    /// do the same on a thread of their own, holding deliveries claimed
+    /// ahead: see `exec_slot`.) What it claimed but did not send when it
+    /// ends is handed back untouched.
     async fn run_slot(&self, mut h: Arc<HandlerConfig>, first: Claimed) -> Arc<HandlerConfig> {
-        // A stream delivery is a message to a running process: nothing to
-        // hide behind a record, so nothing is held ahead.
+        // A stream delivery is a message to a running process, an http one
+        // a request on a kept-alive connection: nothing to hide behind a
+        // record, so nothing is held ahead.
         let ahead: usize = 0;
         let mut slot = Slot {
             queue: VecDeque::from([first]),
@@ -378,13 +380,64 @@ impl Dispatcher {
         self.inner.idle.notify_waiters();
     }
 
-    /// Sends one event to the handler's stream process and describes how
-    /// it went. (Exec runs happen in `run_exec_slot`.)
+    /// Sends one event to the handler's stream process or http target and
+    /// describes how it went. (Exec runs happen in `run_exec_slot`.)
     async fn attempt(&self, h: &HandlerConfig, c: &Claimed) -> AttemptRecord {
         let (started_at, clock) = (timefmt::now_micros(), std::time::Instant::now());
-        let handle = self.stream_for(h);
-        let out = handle.deliver(c.event, envelope::envelope(c)).await;
-        stamp(from_stream(out), c, started_at, clock)
+        let rec = if h.kind == HandlerKind::Http {
+            self.http_attempt(h, c).await
+        } else {
+            let handle = self.stream_for(h);
+            from_stream(handle.deliver(c.event, envelope::envelope(c)).await)
+        };
+        stamp(rec, c, started_at, clock)
+    }
+
+    /// One request of an http handler, counted by its answer's class.
+    async fn http_attempt(&self, h: &HandlerConfig, c: &Claimed) -> AttemptRecord {
+        let runner = match self.http_for(h) {
+            Ok(r) => r,
+            Err(e) => {
+                return AttemptRecord {
+                    outcome: "error".into(),
+                    stderr: e.clone().into_bytes(),
+                    summary: e,
+                    ..Default::default()
+                };
+            }
+        };
+        let a = runner.attempt(c, &self.inner.kill).await;
+        self.inner.metrics.http_answer(&h.name, a.class);
+        a.record
+    }
+
+    /// The http handler's runner, built again when its config changed.
+    fn http_for(&self, h: &HandlerConfig) -> Result<Arc<HttpRunner>, String> {
+        let current = self.lock_state().http.get(&h.name).cloned();
+        if let Some(r) = current.filter(|r| r.is_for(h)) {
+            return Ok(r);
+        }
+        // Built outside the lock: it may read the system's CA roots.
+        let runner = match HttpRunner::new(h, OUTPUT_CAP) {
+            Some(r) => Arc::new(r?),
+            None => return Err(format!("handler {} has no http target", h.name)),
+        };
+        let mut s = self.lock_state();
+        let kept = s
+            .http
+            .entry(h.name.clone())
+            .or_insert_with(|| runner.clone());
+        if !kept.is_for(h) {
+            *kept = runner;
+        }
+        Ok(kept.clone())
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.inner.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        }
     }
 
     /// How many deliveries a slot's record should claim after a run, to hold
@@ -444,10 +497,14 @@ impl Dispatcher {
             Next::Succeeded
         } else if rec.outcome == "interrupted" && self.inner.kill.is_cancelled() {
             Next::HandBack
-        } else if c.attempt >= h.max_attempts {
+        } else if c.attempt >= h.max_attempts || rec.no_retry {
             Next::Dead
         } else {
-            let wait = retry::delay(&h.backoff, c.attempt);
+            // A target's Retry-After is honoured up to the handler's longest backoff.
+            let wait = match rec.retry_after {
+                Some(asked) => asked.min(h.backoff.max),
+                None => retry::delay(&h.backoff, c.attempt),
+            };
             Next::RetryAt(timefmt::now_micros() + wait.as_micros() as i64)
         };
         if next != Next::HandBack {
