@@ -3,7 +3,8 @@
 //! that survives retries and replay), how answers are judged (2xx, 5xx,
 //! 429 with Retry-After, 4xx with and without retry_on_4xx, a hang, a
 //! target that is down, a huge answer), TLS with a private CA, the global
-//! cap, and what `hookd events show` and `hookd deliveries` tell.
+//! cap, SIGTERM and SIGKILL with a request in flight, and what `hookd
+//! events show`, `hookd deliveries` and `hookd check` tell.
 //!
 //! Requests are waited for on the target's channel; outcomes on the
 //! database, through `eventually` with generous bounds. No sleeps.
@@ -17,7 +18,9 @@ use std::time::Duration;
 use http_target::{Answer, Target};
 use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
-use support::{TestDaemon, bin, eventually, generic_source, post_signed, state_db};
+use support::{
+    Proc, TestDaemon, all_settled, bin, eventually, generic_source, post_signed, state_db,
+};
 
 const KEY: &str = "k";
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -440,4 +443,122 @@ async fn http_runs_count_against_max_concurrency() {
     .await;
     assert_eq!(t.max_in_flight(), 2);
     daemon.shutdown().await;
+}
+
+/// Writes a config for the `hookd` binary in `dir` with a short shutdown grace.
+fn proc_config(dir: &Path, body: &str) -> std::path::PathBuf {
+    let base =
+        support::base_config(dir).replace("shutdown_grace = \"5s\"", "shutdown_grace = \"1s\"");
+    let path = dir.join("receiver.toml");
+    std::fs::write(&path, format!("{base}{body}")).unwrap();
+    path
+}
+
+async fn send_to(p: &Proc, body: &str) {
+    let (status, answer) =
+        post_signed(&reqwest::Client::new(), &p.url("/hooks/s"), KEY, body).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+fn proc_outcomes(dir: &Path, event_id: &str, handler: &str) -> Vec<(String, Option<u16>)> {
+    let c = state_db(dir);
+    let mut stmt = c
+        .prepare(
+            "SELECT a.outcome, a.http_status FROM attempts a JOIN deliveries d ON d.id = a.delivery
+             JOIN events e ON e.id = d.event WHERE e.event_id = ?1 AND d.handler = ?2 ORDER BY a.id",
+        )
+        .unwrap();
+    stmt.query_map([event_id, handler], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn ok_after_interrupted() -> Vec<(String, Option<u16>)> {
+    vec![("interrupted".into(), None), ("ok".into(), Some(200))]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_request_finish_and_hands_back_one_that_hangs() {
+    let (mut quick, mut stuck) = (Target::start().await, Target::start().await);
+    quick.plan([Answer::Gated]);
+    stuck.plan([Answer::Hang]);
+    let tmp = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{}[[handler]]\nname = \"stuck\"\nkind = \"http\"\nurl = \"{}\"\nevents = [\"stuck\"]\n",
+        config(&quick.base, "events = [\"invoice.paid\"]"),
+        stuck.base
+    );
+    let cfg = proc_config(tmp.path(), &body);
+    let mut p = Proc::spawn(&cfg, &[]);
+    send_to(&p, &event("q1")).await;
+    send_to(&p, &json!({"id": "s1", "type": "stuck"}).to_string()).await;
+    quick.next().await;
+    let first = stuck.next().await;
+    p.signal(libc::SIGTERM);
+    p.wait_for("STOPPING=1");
+    quick.release(1);
+    assert_eq!(p.wait(LONG), Some(0));
+    let dir = tmp.path();
+    assert_eq!(delivery(dir, "q1", "h").unwrap().0, "succeeded");
+    assert_eq!(
+        delivery(dir, "s1", "stuck").unwrap().0,
+        "pending",
+        "handed back, not failed"
+    );
+
+    let _p = Proc::spawn(&cfg, &[]);
+    let again = stuck.next().await;
+    assert_eq!(again.header("webhook-id"), first.header("webhook-id"));
+    all_settled(dir, LONG).await;
+    assert_eq!(proc_outcomes(dir, "s1", "stuck"), ok_after_interrupted());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_request_counts_it_interrupted_and_sends_it_again() {
+    let mut t = Target::start().await;
+    t.plan([Answer::Hang]);
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = proc_config(tmp.path(), &config(&t.base, ""));
+    let p = Proc::spawn(&cfg, &[]);
+    send_to(&p, &event("e1")).await;
+    let first = t.next().await;
+    p.kill();
+    let _p = Proc::spawn(&cfg, &[]);
+    let again = t.next().await;
+    assert_eq!(again.header("webhook-id"), first.header("webhook-id"));
+    assert_eq!(again.header("hookd-attempt"), "2");
+    all_settled(tmp.path(), LONG).await;
+    assert_eq!(proc_outcomes(tmp.path(), "e1", "h"), ok_after_interrupted());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_shows_the_target_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "Bearer s3cr3t\n").unwrap();
+    let extra = format!(
+        "headers = {{ Authorization = \"file:{}\" }}\nsign = {{ scheme = \"standard-webhooks\", secret = \"{WHSEC}\" }}\nbody = \"payload\"",
+        dir.path().join("token").display()
+    );
+    let cfg = support::write_config(
+        dir.path(),
+        &config("https://billing.internal/in/{type}", &extra),
+    );
+    let out = std::process::Command::new(bin())
+        .arg("-c")
+        .arg(&cfg)
+        .arg("check")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("http   events [*] sources [*] -> POST https://billing.internal/in/{type} (payload), signed standard-webhooks with <literal>, headers [authorization]"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("s3cr3t") && !text.contains("MfKQ9r8"),
+        "{text}"
+    );
 }
