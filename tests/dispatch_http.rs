@@ -562,3 +562,34 @@ async fn check_shows_the_target_without_secrets() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_followed_only_when_asked() {
+    let mut t = Target::start().await;
+    let moved = || {
+        Answer::Status(
+            307,
+            vec![("location", "/moved".to_string())],
+            b"see /moved".to_vec(),
+        )
+    };
+    t.plan([moved(), moved()]);
+    let cfg = format!(
+        "{}[[handler]]\nname = \"follows\"\nkind = \"http\"\nurl = \"{}/old\"\nfollow_redirects = true\nevents = [\"follow\"]\n",
+        config(
+            &format!("{}/old", t.base),
+            "max_attempts = 1\nevents = [\"stay\"]"
+        ),
+        t.base
+    );
+    let d = TestDaemon::start(&cfg).await;
+    send(&d, &json!({"id": "e1", "type": "stay"}).to_string()).await;
+    let (_, err) = settled(&d, "e1", "h", "dead").await;
+    assert!(err.starts_with("HTTP 307"), "{err}");
+    assert_eq!(t.next().await.path, "/old");
+    send(&d, &json!({"id": "e2", "type": "follow"}).to_string()).await;
+    settled(&d, "e2", "follows", "succeeded").await;
+    let paths = [t.next().await.path, t.next().await.path];
+    assert_eq!(paths, ["/old", "/moved"]);
+    d.stop().await;
+}
