@@ -41,6 +41,12 @@ mod exec_slot;
 pub const OUTPUT_CAP: usize = 64 << 10;
 /// SIGTERM → SIGKILL grace for handler process groups.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
+/// Deliveries an http slot holds beyond the one it sends, at most. A
+/// request to a kept-alive target takes a fraction of a commit (its fsync),
+/// so a slot needs many in hand to keep sending while its records commit;
+/// the 20 ms bound on held work (`exec_slot::ahead_after`) and the hand-back
+/// after a failed attempt keep them from waiting long behind a slow target.
+const HTTP_AHEAD: usize = 64;
 /// Longest the loop sleeps without looking at the table.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -307,16 +313,19 @@ impl Dispatcher {
     }
 
     /// A stream or http slot runs deliveries back to back: recording one
-    /// attempt claims the handler's next due delivery in the same commit,
+    /// attempt claims the handler's next due deliveries in the same commit,
     /// and a record is sent before the next delivery goes out. (Exec slots
-    /// do the same on a thread of their own, holding deliveries claimed
-    /// ahead: see `exec_slot`.) What it claimed but did not send when it
-    /// ends is handed back untouched.
+    /// do the same on a thread of their own: see `exec_slot`.) What it
+    /// claimed but did not send when it ends is handed back untouched.
+    ///
+    /// An http slot holds deliveries claimed ahead, as an exec slot does, so
+    /// its next request goes out while the last one's record commits
+    /// (without them each request waited for a commit and its fsync: 0.03
+    /// of a plain client loop in the dispatch bench). A stream delivery is
+    /// a message to a process that already has many in flight: nothing is
+    /// held ahead.
     async fn run_slot(&self, mut h: Arc<HandlerConfig>, first: Claimed) -> Arc<HandlerConfig> {
-        // A stream delivery is a message to a running process, an http one
-        // a request on a kept-alive connection: nothing to hide behind a
-        // record, so nothing is held ahead.
-        let ahead: usize = 0;
+        let mut ahead: usize = 0;
         let mut slot = Slot {
             queue: VecDeque::from([first]),
             records: FuturesOrdered::new(),
@@ -332,6 +341,11 @@ impl Dispatcher {
                 break;
             }
             let Some(c) = slot.queue.pop_front() else {
+                if holds_ahead(h.kind) {
+                    // Nothing left to send: no use keeping the records
+                    // waiting for company.
+                    self.inner.store.commit_soon();
+                }
                 match slot.records.next().await {
                     Some(done) => {
                         slot.absorb(done);
@@ -340,6 +354,10 @@ impl Dispatcher {
                     None => break,
                 }
             };
+            if c.ahead {
+                // Before the request: from here on a crash counts an attempt.
+                self.inner.started.note(c.delivery, c.claimed_at);
+            }
             let run = async {
                 if c.attempt > h.max_attempts {
                     exhausted(&c)
@@ -349,6 +367,15 @@ impl Dispatcher {
                 }
             };
             let rec = slot.run_beside_records(run).await;
+            if holds_ahead(h.kind) {
+                let took = Duration::from_micros(rec.duration_us.max(0) as u64);
+                ahead = exec_slot::ahead_after(took, HTTP_AHEAD);
+                if rec.outcome != "ok" {
+                    // The target is failing: what this slot holds goes back
+                    // to the queue rather than wait behind it.
+                    self.hand_back(std::mem::take(&mut slot.queue)).await;
+                }
+            }
             let want = self.want_after_run(&mut h, ahead, slot.queue.len() + slot.asked);
             removed = want.is_none();
             let want = want.unwrap_or(0);
@@ -543,7 +570,7 @@ impl Dispatcher {
         let delivery = c.delivery;
         let now = timefmt::now_micros();
         let claim_for = (!self.inner.stop.is_cancelled() && want > 0).then(|| h.name.clone());
-        let ahead = h.kind == HandlerKind::Exec;
+        let ahead = holds_ahead(h.kind);
         let rivals = self.rivals_for_the_cap(h);
         move |conn| {
             deliveries::finish(conn, delivery, &rec, next, now)?;
@@ -697,6 +724,12 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// Whether a slot of this kind holds deliveries claimed ahead of running
+/// them (see `run_slot`).
+fn holds_ahead(kind: HandlerKind) -> bool {
+    kind != HandlerKind::Stream
 }
 
 /// Milliseconds to wait before each try of recording an attempt.
