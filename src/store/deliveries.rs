@@ -139,6 +139,7 @@ pub struct AttemptRecord {
     pub http_status: Option<u16>,
     /// An exec run's stdout; an http attempt's response body.
     pub stdout: Vec<u8>,
+    /// An exec run's stderr; why an http attempt got no (complete) answer.
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
