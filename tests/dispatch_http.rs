@@ -651,3 +651,25 @@ async fn redirects_are_followed_only_when_asked() {
     assert_eq!(paths, ["/old", "/moved"]);
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_moves_the_url_sends_the_next_event_to_the_new_target() {
+    let (mut old, mut new) = (Target::start().await, Target::start().await);
+    let d = TestDaemon::start(&config(&old.base, "")).await;
+    send(&d, &event("e1")).await;
+    assert_eq!(old.next().await.header("hookd-event-id"), "e1");
+    settled(&d, "e1", "h", "succeeded").await;
+
+    let text = format!(
+        "{}{}",
+        support::base_config(d.dir.path()),
+        config(&new.base, "")
+    );
+    let cfg = hookd::config::parse(&text, &d.config_path).unwrap();
+    d.daemon().reload(cfg).await.unwrap();
+    send(&d, &event("e2")).await;
+    assert_eq!(new.next().await.header("hookd-event-id"), "e2");
+    settled(&d, "e2", "h", "succeeded").await;
+    assert!(old.requests.try_recv().is_err(), "the old target got e2");
+    d.stop().await;
+}
