@@ -342,6 +342,10 @@ impl Dispatcher {
                     slot.absorb(done);
                 }
                 self.hand_back(std::mem::take(&mut slot.queue)).await;
+                if removed {
+                    // A handler gone from the config keeps no pool.
+                    self.lock_state().http.remove(&h.name);
+                }
                 break;
             }
             let Some(c) = slot.queue.pop_front() else {
