@@ -293,10 +293,11 @@ async fn a_target_that_hangs_times_out_and_ends_dead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_is_down_is_dead_after_max_attempts() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A port bound but not listening: connections are refused, and no
+    // other test can be given the port while this socket holds it.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = held.local_addr().unwrap().port();
     let d = TestDaemon::start(&config(
         &format!("http://127.0.0.1:{port}/x"),
         "max_attempts = 3",
@@ -315,6 +316,7 @@ async fn a_target_that_is_down_is_dead_after_max_attempts() {
     let listed = hookd_ok(&d, &["deliveries"]).await;
     assert!(listed.contains("no answer from"), "{listed}");
     d.stop().await;
+    drop(held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
