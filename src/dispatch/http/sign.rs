@@ -64,6 +64,41 @@ mod tests {
     }
 
     #[test]
+    fn hmac_signs_the_body_with_the_configured_header_prefix_and_encoding() {
+        use crate::verify::{Scheme, SignatureConfig};
+        use hmac::{Hmac, KeyInit, Mac};
+        let scheme = Scheme::from_config(&SignatureConfig {
+            scheme: "hmac".into(),
+            header: Some("X-Billing-Signature".into()),
+            prefix: Some("sha256=".into()),
+            encoding: Some("hex".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let signer = Signer {
+            key: scheme.derive_key(b"s3cret").unwrap(),
+            scheme,
+            secret: crate::secret::SecretRef::parse("env:X"),
+        };
+        let body = br#"{"id":1}"#;
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(body);
+        let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let h = headers(Some(&signer), "msg_x", body, 1_700_000_000);
+        let got: Vec<(&str, &str)> = h
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("webhook-id", "msg_x"),
+                ("x-billing-signature", want.as_str())
+            ]
+        );
+    }
+
+    #[test]
     fn unsigned_requests_still_carry_the_id() {
         let h = headers(None, "msg_x", b"{}", 1);
         assert_eq!(h.len(), 1);
