@@ -11,7 +11,10 @@
 //!    adnanh/webhook end to end).
 //! 2. stream: N stored events through one python3 stream handler vs piping
 //!    the same NDJSON through the same script directly.
-//! 3. latency: signed pushes at a steady rate to a `/bin/true` exec handler;
+//! 3. http: N stored events forwarded by an http handler to a local
+//!    keep-alive server answering 200 vs a keep-alive client loop posting to
+//!    the same server (`dispatch_http`).
+//! 4. latency: signed pushes at a steady rate to a `/bin/true` exec handler;
 //!    receipt → handler start (the attempt's recorded start, taken just
 //!    before the spawn) p50/p99, next to the push ack latency of the same
 //!    requests as the baseline.
@@ -19,6 +22,7 @@
 //!   cargo bench --bench dispatch
 //!   HOOKD_BENCH_N=5000 HOOKD_BENCH_STREAM_N=200000 HOOKD_BENCH_RATE=1000 HOOKD_BENCH_SECS=10 cargo bench --bench dispatch
 //!   HOOKD_BENCH_ONLY=exec HOOKD_BENCH_THREADS=1 cargo bench --bench dispatch   # and CPU per run by thread
+//!   HOOKD_BENCH_ONLY=http HOOKD_BENCH_HTTP_N=20000 cargo bench --bench dispatch
 
 use std::io::Write;
 use std::path::Path;
@@ -31,6 +35,7 @@ use hookd::store::events::{self, NewEvent};
 use hookd::store::{Store, StoreOptions};
 
 mod common;
+mod dispatch_http;
 use common::{clock_hz, env_num, runtime, thread_cpu};
 
 fn config(dir: &Path, handler: &str) -> hookd::config::Config {
@@ -406,6 +411,14 @@ fn main() {
     }
     if on("stream") {
         stream_bench(env_num("HOOKD_BENCH_STREAM_N", 100_000) as usize);
+    }
+    if on("http") {
+        let dir = tempfile::tempdir().unwrap();
+        dispatch_http::http_bench(
+            env_num("HOOKD_BENCH_HTTP_N", 10_000) as usize,
+            4,
+            dir.path(),
+        );
     }
     if on("latency") {
         latency_bench(

@@ -7,6 +7,7 @@
 //! config file's directory, schemes and extractors built. A `Config` is
 //! immutable; a reload builds a new one and swaps it in whole.
 
+pub mod http;
 pub mod locate;
 mod pull;
 mod store;
@@ -65,6 +66,25 @@ pub enum RegisterMode {
 pub enum HandlerKind {
     Exec,
     Stream,
+    /// Forwards each event over HTTP (`[[handler]] url = …`).
+    Http,
+}
+
+impl HandlerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            HandlerKind::Exec => "exec",
+            HandlerKind::Stream => "stream",
+            HandlerKind::Http => "http",
+        }
+    }
+
+    /// Whether each run takes one of the daemon's `max_concurrency` slots.
+    /// A stream handler's runs are messages to one process it already
+    /// counts; an exec run is a process and an http run a request.
+    pub fn takes_global_slot(self) -> bool {
+        matches!(self, HandlerKind::Exec | HandlerKind::Http)
+    }
 }
 
 /// The whole validated configuration.
@@ -142,7 +162,7 @@ pub struct SourceConfig {
     pub keys: Vec<Key>,
     pub insecure: bool,
     /// Headers never stored because they carry the secret (the `token` scheme's).
-    pub redact_headers: Vec<http::HeaderName>,
+    pub redact_headers: Vec<::http::HeaderName>,
     pub tolerance: Duration,
     pub extract: ExtractSpec,
     pub type_aliases: BTreeMap<String, String>,
@@ -172,8 +192,12 @@ pub struct HandlerConfig {
     pub patterns: Vec<glob::Pattern>,
     /// Source names; empty means every source.
     pub sources: Vec<String>,
+    /// The program and its arguments (empty for an http handler).
     pub command: Vec<String>,
     pub kind: HandlerKind,
+    /// Where an http handler sends events. Shared, so a slot's copy of the
+    /// config is cheap, and a reload (a new `Arc`) gets a new connection pool.
+    pub http: Option<std::sync::Arc<http::HttpTarget>>,
     pub timeout: Duration,
     pub concurrency: usize,
     pub max_attempts: u32,
@@ -306,7 +330,7 @@ struct RawHandler {
     name: String,
     events: Option<Vec<String>>,
     sources: Option<Vec<String>>,
-    command: Vec<String>,
+    command: Option<Vec<String>>,
     kind: Option<String>,
     timeout: Option<String>,
     concurrency: Option<usize>,
@@ -314,6 +338,31 @@ struct RawHandler {
     backoff: Option<RawBackoff>,
     env: Option<BTreeMap<String, String>>,
     working_dir: Option<String>,
+    // kind = "http" (see `config::http`)
+    url: Option<String>,
+    method: Option<String>,
+    body: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    sign: Option<http::RawSign>,
+    follow_redirects: Option<bool>,
+    retry_on_4xx: Option<bool>,
+    ca_file: Option<String>,
+}
+
+impl RawHandler {
+    /// Moves the http keys out of the flat table.
+    fn take_http(&mut self) -> http::RawHttp {
+        http::RawHttp {
+            url: self.url.take(),
+            method: self.method.take(),
+            body: self.body.take(),
+            headers: self.headers.take(),
+            sign: self.sign.take(),
+            follow_redirects: self.follow_redirects.take(),
+            retry_on_4xx: self.retry_on_4xx.take(),
+            ca_file: self.ca_file.take(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -761,7 +810,7 @@ impl Validator {
             .map_err(|e| (p.key("signature").key(e.key), e.message))?;
         let insecure = r.insecure.unwrap_or(false);
         let redact_headers = match (sig_cfg.scheme.as_str(), &sig_cfg.header) {
-            ("token", Some(h)) => http::HeaderName::from_bytes(h.as_bytes())
+            ("token", Some(h)) => ::http::HeaderName::from_bytes(h.as_bytes())
                 .into_iter()
                 .collect(),
             _ => Vec::new(),
@@ -1004,10 +1053,11 @@ impl Validator {
 
     fn handler(
         &mut self,
-        r: RawHandler,
+        mut r: RawHandler,
         p: &KeyPath,
         sources: &HashSet<String>,
     ) -> VResult<HandlerConfig> {
+        let raw_http = r.take_http();
         if !is_identifier(&r.name) {
             return Err((
                 p.key("name"),
@@ -1042,23 +1092,44 @@ impl Validator {
                 ));
             }
         }
-        if r.command.is_empty() || r.command[0].is_empty() {
-            return Err((p.key("command"), "is empty; give the program and its arguments, e.g. [\"./handlers/notify.sh\", \"--quiet\"]".into()));
-        }
-        let working_dir = self.path(r.working_dir.as_deref().unwrap_or("."));
-        let mut command = r.command;
-        // A relative program path is relative to the handler's working_dir.
-        if command[0].contains('/') && Path::new(&command[0]).is_relative() {
-            command[0] = clean_path(&working_dir.join(&command[0]))
-                .to_string_lossy()
-                .into_owned();
-        }
         let kind = one_of(
             &p.key("kind"),
             r.kind.as_deref(),
             HandlerKind::Exec,
-            &[("exec", HandlerKind::Exec), ("stream", HandlerKind::Stream)],
+            &[
+                ("exec", HandlerKind::Exec),
+                ("stream", HandlerKind::Stream),
+                ("http", HandlerKind::Http),
+            ],
         )?;
+        let working_dir = self.path(r.working_dir.as_deref().unwrap_or("."));
+        let (command, http) = if kind == HandlerKind::Http {
+            for (key, set) in [
+                ("command", r.command.is_some()),
+                ("env", r.env.is_some()),
+                ("working_dir", r.working_dir.is_some()),
+            ] {
+                if set {
+                    return Err((
+                        p.key(key),
+                        format!("an http handler runs no program; remove {key}"),
+                    ));
+                }
+            }
+            let target = http::validate(raw_http, p, &self.base)?;
+            (Vec::new(), Some(std::sync::Arc::new(target)))
+        } else {
+            if let Some(key) = raw_http.set_keys().first() {
+                return Err((
+                    p.key(key),
+                    format!(
+                        "applies to kind = \"http\" only; this handler is kind = \"{}\"",
+                        kind.name()
+                    ),
+                ));
+            }
+            (self.command(r.command.take(), p, &working_dir)?, None)
+        };
         let timeout = dur(
             &p.key("timeout"),
             r.timeout.as_deref(),
@@ -1106,6 +1177,7 @@ impl Validator {
             sources: handler_sources,
             command,
             kind,
+            http,
             timeout,
             concurrency,
             max_attempts,
@@ -1113,6 +1185,25 @@ impl Validator {
             env,
             working_dir,
         })
+    }
+    /// An exec or stream handler's argv; a relative program path is
+    /// relative to its working_dir.
+    fn command(
+        &self,
+        command: Option<Vec<String>>,
+        p: &KeyPath,
+        working_dir: &Path,
+    ) -> VResult<Vec<String>> {
+        let mut command = command.unwrap_or_default();
+        if command.is_empty() || command[0].is_empty() {
+            return Err((p.key("command"), "is empty; give the program and its arguments, e.g. [\"./handlers/notify.sh\", \"--quiet\"]".into()));
+        }
+        if command[0].contains('/') && Path::new(&command[0]).is_relative() {
+            command[0] = clean_path(&working_dir.join(&command[0]))
+                .to_string_lossy()
+                .into_owned();
+        }
+        Ok(command)
     }
 }
 

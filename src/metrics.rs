@@ -41,6 +41,7 @@ pub struct Metrics {
     failed: Family<Labels, Counter>,
     dead: Family<Labels, Counter>,
     handler_duration: Family<Labels, Histogram, Buckets>,
+    http_answers: Family<Labels, Counter>,
     pub queue_depth: Gauge,
     /// All accepted events, any source (for the systemd STATUS line).
     pub accepted_all: Counter,
@@ -85,6 +86,7 @@ impl Metrics {
             failed: Family::default(),
             dead: Family::default(),
             handler_duration: Family::new_with_constructor(Buckets),
+            http_answers: Family::default(),
             queue_depth: Gauge::default(),
             accepted_all: Counter::default(),
             queue_oldest_seconds: Gauge::default(),
@@ -145,6 +147,11 @@ impl Metrics {
             "handler_duration_seconds",
             "Handler run time",
             m.handler_duration.clone(),
+        );
+        registry.register(
+            "http_answers",
+            "Attempts of http handlers, by the answer's status class (2xx … 5xx) or timeout, error, interrupted",
+            m.http_answers.clone(),
         );
         registry.register(
             "queue_depth",
@@ -244,6 +251,17 @@ impl Metrics {
             (false, false) => self.failed.get_or_create(&l).inc(),
         };
     }
+    /// One attempt of an http handler: `class` is `2xx` … `5xx`, `timeout`,
+    /// `error` (no answer) or `interrupted`.
+    pub fn http_answer(&self, handler: &str, class: &str) {
+        self.http_answers
+            .get_or_create(&vec![
+                ("handler", handler.to_string()),
+                ("class", class.to_string()),
+            ])
+            .inc();
+    }
+
     pub fn pulled(&self, source: &str, n: u64) {
         self.pull_events.get_or_create(&src(source)).inc_by(n);
     }

@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{Config, HandlerKind, PullConfig, SourceConfig, StoreConfig};
+use crate::config::http::{BodyMode, HttpTarget};
+use crate::config::{Config, PullConfig, SourceConfig, StoreConfig};
 use crate::extract::Extractor;
 use crate::provider::Mode;
 
@@ -87,20 +88,20 @@ pub fn plan(cfg: &Config) -> String {
     }
     out += "\nhandlers\n";
     for h in &cfg.handlers {
-        let kind = match h.kind {
-            HandlerKind::Exec => "exec",
-            HandlerKind::Stream => "stream",
-        };
+        let kind = h.kind.name();
         let sources = if h.sources.is_empty() {
             "*".to_string()
         } else {
             h.sources.join(",")
         };
+        let target = match &h.http {
+            Some(t) => http_target(t),
+            None => format!("{:?}", h.command),
+        };
         out += &format!(
-            "  {:<14} {kind:<6} events [{}] sources [{sources}] -> {:?} (timeout {}, x{}, {} attempts)\n",
+            "  {:<14} {kind:<6} events [{}] sources [{sources}] -> {target} (timeout {}, x{}, {} attempts)\n",
             h.name,
             h.events.join(", "),
-            h.command,
             humantime::format_duration(h.timeout),
             h.concurrency,
             h.max_attempts
@@ -159,6 +160,37 @@ fn ingest_lines(s: &SourceConfig) -> String {
         out += &format!("  {:<14} type aliases {}\n", "", a.join(", "));
     }
     out
+}
+
+/// An http handler's target: method, URL and what goes with it; header
+/// names only, and the signing secret by reference.
+fn http_target(t: &HttpTarget) -> String {
+    let mut parts = vec![format!(
+        "{} {} ({})",
+        t.method,
+        t.url.as_str(),
+        match t.body {
+            BodyMode::Envelope => "envelope",
+            BodyMode::Payload => "payload",
+        }
+    )];
+    if let Some(s) = &t.sign {
+        parts.push(format!("signed {} with {}", s.scheme.name(), s.secret));
+    }
+    if !t.headers.is_empty() {
+        let names: Vec<&str> = t.headers.iter().map(|(n, _)| n.as_str()).collect();
+        parts.push(format!("headers [{}]", names.join(", ")));
+    }
+    if let Some(f) = &t.ca_file {
+        parts.push(format!("ca_file {}", f.display()));
+    }
+    if t.follow_redirects {
+        parts.push("follows redirects".into());
+    }
+    if !t.retry_on_4xx {
+        parts.push("4xx is final".into());
+    }
+    parts.join(", ")
 }
 
 /// The tuning of a pull source, under its source line.

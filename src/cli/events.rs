@@ -145,34 +145,57 @@ pub fn events(cfg: &Config, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
                 )?;
             }
             for a in &attempts {
-                let code = match (a.exit_code, a.signal) {
-                    (Some(c), _) => format!("exit {c}"),
-                    (_, Some(s)) => format!("signal {s}"),
-                    _ => "-".into(),
-                };
-                writeln!(
-                    o,
-                    "  attempt {} of {}{}: {} ({code}) at {} in {:.1} ms",
-                    a.attempt,
-                    a.handler,
-                    if a.replay { " (replay)" } else { "" },
-                    a.outcome,
-                    a.started_at,
-                    a.duration_ms
-                )?;
-                for (name, text, cut) in [
-                    ("stdout", &a.stdout, a.stdout_truncated),
-                    ("stderr", &a.stderr, a.stderr_truncated),
-                ] {
-                    if !text.is_empty() {
-                        writeln!(o, "    {name}{}:", if cut { " (truncated)" } else { "" })?;
-                        for line in text.lines() {
-                            writeln!(o, "      {line}")?;
-                        }
-                    }
-                }
+                write_attempt(&mut o, a, is_http(cfg, &a.handler))?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `handler` is an http handler in the current config.
+fn is_http(cfg: &Config, handler: &str) -> bool {
+    cfg.handler(handler)
+        .is_some_and(|h| h.kind == crate::config::HandlerKind::Http)
+}
+
+/// One attempt: outcome, code or HTTP status, time, and what it printed
+/// (stdout, stderr) or was answered (response, error).
+fn write_attempt(
+    o: &mut impl Write,
+    a: &deliveries::AttemptRow,
+    http: bool,
+) -> std::io::Result<()> {
+    let code = match (a.http_status, a.exit_code, a.signal) {
+        (Some(s), _, _) => format!("HTTP {s}"),
+        (_, Some(c), _) => format!("exit {c}"),
+        (_, _, Some(s)) => format!("signal {s}"),
+        _ => "-".into(),
+    };
+    writeln!(
+        o,
+        "  attempt {} of {}{}: {} ({code}) at {} in {:.1} ms",
+        a.attempt,
+        a.handler,
+        if a.replay { " (replay)" } else { "" },
+        a.outcome,
+        a.started_at,
+        a.duration_ms
+    )?;
+    let (out, err) = if http || a.http_status.is_some() {
+        ("response", "error")
+    } else {
+        ("stdout", "stderr")
+    };
+    for (name, text, cut) in [
+        (out, &a.stdout, a.stdout_truncated),
+        (err, &a.stderr, a.stderr_truncated),
+    ] {
+        if !text.is_empty() {
+            writeln!(o, "    {name}{}:", if cut { " (truncated)" } else { "" })?;
+            for line in text.lines() {
+                writeln!(o, "      {line}")?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -401,3 +401,104 @@ fn a_bad_store_url_names_file_line_and_key() {
     let e = err(&text);
     assert!(e.to_string().contains("pool"), "{e}");
 }
+
+const HTTP: &str = r#"
+[[handler]]
+name = "billing"
+kind = "http"
+events = ["invoice.*"]
+url = "http://127.0.0.1:9000/webhooks/{source}"
+headers = { Authorization = "Bearer t0ken" }
+sign = { scheme = "standard-webhooks", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }
+"#;
+
+#[test]
+fn http_handler_defaults() {
+    let cfg = parse(HTTP, Path::new("/etc/hookd/receiver.toml")).unwrap();
+    let h = &cfg.handlers[0];
+    assert_eq!(h.kind, HandlerKind::Http);
+    assert!(h.command.is_empty());
+    let t = h.http.as_ref().unwrap();
+    assert_eq!(t.method, ::http::Method::POST);
+    assert_eq!(t.body, http::BodyMode::Envelope);
+    assert!(t.retry_on_4xx && !t.follow_redirects);
+    assert_eq!(t.sign.as_ref().unwrap().scheme.name(), "standard-webhooks");
+    assert!(t.headers[0].1.is_sensitive());
+    assert!(
+        !format!("{h:?}").contains("t0ken"),
+        "header values never print"
+    );
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
+
+#[test]
+fn http_handler_mistakes_name_line_and_key() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "url = \"http://127.0.0.1:9000/webhooks/{source}\"",
+            "",
+            "[[handler]]",
+            "handler[0].url",
+        ),
+        (
+            "url = \"http://127.0.0.1:9000/webhooks/{source}\"",
+            "url = \"http://127.0.0.1:9000/{event}\"",
+            "url = ",
+            "handler[0].url",
+        ),
+        (
+            "kind = \"http\"",
+            "kind = \"http\"\nmethod = \"GET\"",
+            "method",
+            "handler[0].method",
+        ),
+        (
+            "kind = \"http\"",
+            "kind = \"http\"\nbody = \"raw\"",
+            "body =",
+            "handler[0].body",
+        ),
+        (
+            "kind = \"http\"",
+            "kind = \"http\"\ncommand = [\"true\"]",
+            "command",
+            "handler[0].command",
+        ),
+        (
+            "kind = \"http\"",
+            "kind = \"exec\"\ncommand = [\"true\"]",
+            "url = ",
+            "handler[0].url",
+        ),
+        (
+            "Authorization = ",
+            "\"Bad Name\" = \"x\", Authorization = ",
+            "headers",
+            "handler[0].headers.Bad Name",
+        ),
+        (
+            "scheme = \"standard-webhooks\"",
+            "scheme = \"stripe\"",
+            "sign =",
+            "handler[0].sign.scheme",
+        ),
+        (
+            "secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"",
+            "secret = \"not base64!\"",
+            "sign =",
+            "handler[0].sign.secret",
+        ),
+        (
+            "kind = \"http\"",
+            "kind = \"http\"\nca_file = \"/nonexistent/ca.pem\"",
+            "ca_file",
+            "handler[0].ca_file",
+        ),
+    ];
+    for (from, to, needle, key) in cases {
+        let text = HTTP.replace(from, to);
+        let e = err(&text);
+        assert_eq!(e.key, *key, "{e}");
+        assert_eq!(e.line, Some(line_with(&text, needle)), "{e}");
+    }
+}

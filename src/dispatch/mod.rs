@@ -1,13 +1,15 @@
-//! Dispatch: running the configured handler command for a stored event.
+//! Dispatch: running the configured handler for a stored event.
 //!
 //! `exec` runs one process per attempt; `stream` keeps one long-lived
 //! process per handler and talks NDJSON with it. Both start, stop and read
 //! their processes through `child`, so process-group handling and output
-//! capping behave the same for both kinds.
+//! capping behave the same for both kinds. `http` sends one request per
+//! attempt. The `queue` claims, retries and records for all three.
 
 pub mod child;
 pub mod envelope;
 pub mod exec;
+pub mod http;
 pub mod queue;
 pub mod retry;
 pub mod started;

@@ -130,16 +130,27 @@ pub struct AttemptRecord {
     pub replay: bool,
     pub started_at: i64,
     pub duration_us: i64,
-    /// `ok`, `exit`, `signal`, `timeout`, `spawn_error`, `nack`, `interrupted`.
+    /// `ok`, `exit`, `signal`, `timeout`, `spawn_error`, `nack`, `interrupted`;
+    /// for http handlers also `http` (a non-2xx answer) and `connect_error`.
     pub outcome: String,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
+    /// The answer's status, for an http handler's attempt that got one.
+    pub http_status: Option<u16>,
+    /// An exec run's stdout; an http attempt's response body.
     pub stdout: Vec<u8>,
+    /// An exec run's stderr; why an http attempt got no (complete) answer.
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     /// Readable summary, kept as the delivery's `last_error` on failure.
     pub summary: String,
+    /// When the next try may come, as the target asked (`Retry-After`);
+    /// not stored, it decides `next_attempt_at`.
+    pub retry_after: Option<std::time::Duration>,
+    /// A failure retrying cannot mend (an http 4xx with `retry_on_4xx =
+    /// false`): the delivery is dead at once. Not stored.
+    pub no_retry: bool,
 }
 
 /// What happens to the delivery after an attempt.
@@ -162,8 +173,8 @@ pub fn finish(
 ) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO attempts (delivery, attempt, replay, started_at, duration_us, outcome, exit_code,
-                               signal, stdout, stderr, stdout_truncated, stderr_truncated)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                               signal, stdout, stderr, stdout_truncated, stderr_truncated, http_status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         delivery,
@@ -177,7 +188,8 @@ pub fn finish(
         a.stdout,
         a.stderr,
         a.stdout_truncated,
-        a.stderr_truncated
+        a.stderr_truncated,
+        a.http_status
     ])?;
     let t = rules::after_attempt(next, &a.summary, now);
     conn.prepare_cached(
@@ -476,6 +488,8 @@ pub struct AttemptRow {
     pub outcome: String,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
+    /// An http attempt's answer status; its body is in `stdout`.
+    pub http_status: Option<u16>,
     pub stdout: String,
     pub stderr: String,
     pub stdout_truncated: bool,
@@ -484,7 +498,7 @@ pub struct AttemptRow {
 
 const ATTEMPT_COLUMNS: &str = "a.delivery, d.handler, a.attempt, a.replay, a.started_at,
     a.duration_us, a.outcome, a.exit_code, a.signal, a.stdout, a.stderr, a.stdout_truncated,
-    a.stderr_truncated";
+    a.stderr_truncated, a.http_status";
 
 fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
     let text = |i: usize| -> rusqlite::Result<String> {
@@ -507,6 +521,7 @@ fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
         stderr: text(10)?,
         stdout_truncated: r.get(11)?,
         stderr_truncated: r.get(12)?,
+        http_status: r.get(13)?,
     })
 }
 
@@ -554,12 +569,12 @@ pub fn attempts_after(
     let rows = stmt.query_map(params![after, source, limit as i64, type_glob], |r| {
         Ok(EndedAttempt {
             attempt: attempt_row(r)?,
-            seq: r.get(13)?,
-            event: r.get(14)?,
-            event_id: r.get(15)?,
-            source: r.get(16)?,
-            event_type: r.get(17)?,
-            status: r.get(18)?,
+            seq: r.get(14)?,
+            event: r.get(15)?,
+            event_id: r.get(16)?,
+            source: r.get(17)?,
+            event_type: r.get(18)?,
+            status: r.get(19)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

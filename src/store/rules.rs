@@ -10,6 +10,8 @@
 //! owns no SQL dialect: the one SQL fragment here is plain SQL both
 //! engines read the same way.
 
+use std::time::Duration;
+
 use crate::config::Backoff;
 use crate::dispatch::retry;
 use crate::store::deliveries::{DEAD, FAILED, Next, PENDING, SUCCEEDED};
@@ -29,26 +31,52 @@ pub const INTERRUPTED_LEASE: &str =
 /// (waiting for its retry), one never tried is `pending`.
 pub const UNCLAIMED_STATUS_SQL: &str = "CASE WHEN attempts > 1 THEN 'failed' ELSE 'pending' END";
 
-/// What follows attempt number `attempt` with `outcome`: success, a retry
-/// after the handler's backoff, dead once `max_attempts` are used, or back
-/// to the queue when the run was stopped by a shutdown (`stopping`), which
-/// is not the handler's fault.
+/// How an attempt ended, as far as what follows depends on it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ended<'a> {
+    /// `ok`, `exit`, `interrupted`, … (an attempt's `outcome` column).
+    pub outcome: &'a str,
+    /// The target said not to try again (an http handler's 4xx with
+    /// `retry_on_4xx = false`).
+    pub no_retry: bool,
+    /// When the target asked to be tried again (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl<'a> Ended<'a> {
+    /// An attempt that ended with `outcome` and nothing else to say.
+    pub fn with(outcome: &'a str) -> Self {
+        Ended {
+            outcome,
+            ..Default::default()
+        }
+    }
+}
+
+/// What follows attempt number `attempt`: success, a retry after the
+/// handler's backoff (or the target's `Retry-After`, up to the backoff's
+/// longest wait), dead once `max_attempts` are used or the target refused
+/// for good, or back to the queue when the run was stopped by a shutdown
+/// (`stopping`), which is not the handler's fault.
 pub fn next_after(
-    outcome: &str,
+    ended: Ended<'_>,
     stopping: bool,
     attempt: u32,
     max_attempts: u32,
     backoff: &Backoff,
     now: i64,
 ) -> Next {
-    if outcome == "ok" {
+    if ended.outcome == "ok" {
         Next::Succeeded
-    } else if outcome == INTERRUPTED && stopping {
+    } else if ended.outcome == INTERRUPTED && stopping {
         Next::HandBack
-    } else if attempt >= max_attempts {
+    } else if attempt >= max_attempts || ended.no_retry {
         Next::Dead
     } else {
-        let wait = retry::delay(backoff, attempt);
+        let wait = match ended.retry_after {
+            Some(asked) => asked.min(backoff.max),
+            None => retry::delay(backoff, attempt),
+        };
         Next::RetryAt(now + wait.as_micros() as i64)
     }
 }
@@ -89,13 +117,36 @@ mod tests {
 
     #[test]
     fn the_next_step_of_an_attempt() {
-        assert_eq!(next_after("ok", true, 9, 3, &B, 0), Next::Succeeded);
-        assert_eq!(next_after(INTERRUPTED, true, 1, 3, &B, 0), Next::HandBack);
-        assert_eq!(next_after("exit", true, 3, 3, &B, 0), Next::Dead);
-        let Next::RetryAt(t) = next_after(INTERRUPTED, false, 2, 3, &B, 1_000_000) else {
+        let e = Ended::with;
+        assert_eq!(next_after(e("ok"), true, 9, 3, &B, 0), Next::Succeeded);
+        assert_eq!(
+            next_after(e(INTERRUPTED), true, 1, 3, &B, 0),
+            Next::HandBack
+        );
+        assert_eq!(next_after(e("exit"), true, 3, 3, &B, 0), Next::Dead);
+        let Next::RetryAt(t) = next_after(e(INTERRUPTED), false, 2, 3, &B, 1_000_000) else {
             panic!("an interrupted run outside a shutdown is retried");
         };
         assert!((2_000_000..=3_000_000).contains(&t), "{t}");
+        let refused = Ended {
+            no_retry: true,
+            ..e("http")
+        };
+        assert_eq!(next_after(refused, false, 1, 3, &B, 0), Next::Dead);
+        let asked = |secs| Ended {
+            retry_after: Some(Duration::from_secs(secs)),
+            ..e("http")
+        };
+        assert_eq!(
+            next_after(asked(7), false, 1, 3, &B, 0),
+            Next::RetryAt(7_000_000),
+            "the target's Retry-After"
+        );
+        assert_eq!(
+            next_after(asked(3600), false, 1, 3, &B, 0),
+            Next::RetryAt(60_000_000),
+            "capped at the backoff's longest wait"
+        );
     }
 
     #[test]

@@ -138,6 +138,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE deliveries ADD COLUMN ahead INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 6: http handlers. An attempt records the answer's status; its body
+    //    goes where an exec run's stdout does.
+    r#"
+    ALTER TABLE attempts ADD COLUMN http_status INTEGER;
+    "#,
 ];
 
 /// The version this build writes.

@@ -32,15 +32,16 @@ const AHEAD: usize = 8;
 /// from the others.
 const HELD_WORK: Duration = Duration::from_millis(20);
 
-/// How many deliveries to hold ahead after a run that took `took`.
+/// How many deliveries to hold ahead after a run that took `took`, at most
+/// `most` (exec slots hold up to [`AHEAD`], http slots more: see `run_slot`).
 /// Claiming ahead lets one commit serve several runs of a fast handler;
 /// but a delivery one slot holds cannot go to an idle slot, so a handler
 /// whose runs take `HELD_WORK` or more holds none and its queue is shared
 /// out one run at a time.
-fn ahead_after(took: Duration) -> usize {
+pub(super) fn ahead_after(took: Duration, most: usize) -> usize {
     let per_run = took.as_micros().max(1);
     // Held runs' work stays under HELD_WORK.
-    ((HELD_WORK.as_micros() - 1) / per_run).min(AHEAD as u128) as usize
+    ((HELD_WORK.as_micros() - 1) / per_run).min(most as u128) as usize
 }
 
 /// An attempt record sent to the writer and not yet taken in.
@@ -106,8 +107,11 @@ impl Dispatcher {
                 self.run_exec(&h, &c)
             };
             let took = Duration::from_micros(rec.duration_us.max(0) as u64);
-            let want =
-                self.want_after_run(&mut h, ahead_after(took), held.queue.len() + held.asked);
+            let want = self.want_after_run(
+                &mut h,
+                ahead_after(took, AHEAD),
+                held.queue.len() + held.asked,
+            );
             removed = want.is_none();
             let want = want.unwrap_or(0);
             held.asked += want;
@@ -232,12 +236,12 @@ mod tests {
     #[test]
     fn fast_runs_hold_deliveries_ahead_and_slow_ones_none() {
         let ms = Duration::from_millis;
-        assert_eq!(ahead_after(Duration::ZERO), AHEAD);
-        assert_eq!(ahead_after(ms(1)), AHEAD);
-        assert_eq!(ahead_after(ms(4)), 4);
-        assert_eq!(ahead_after(ms(10)), 1);
-        assert_eq!(ahead_after(ms(19)), 1);
-        assert_eq!(ahead_after(HELD_WORK), 0);
-        assert_eq!(ahead_after(Duration::from_secs(30)), 0);
+        assert_eq!(ahead_after(Duration::ZERO, AHEAD), AHEAD);
+        assert_eq!(ahead_after(ms(1), AHEAD), AHEAD);
+        assert_eq!(ahead_after(ms(4), AHEAD), 4);
+        assert_eq!(ahead_after(ms(10), AHEAD), 1);
+        assert_eq!(ahead_after(ms(19), AHEAD), 1);
+        assert_eq!(ahead_after(HELD_WORK, AHEAD), 0);
+        assert_eq!(ahead_after(Duration::from_secs(30), AHEAD), 0);
     }
 }

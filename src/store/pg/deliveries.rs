@@ -118,8 +118,9 @@ pub async fn finish(
                 WHERE id = $1 AND status = 'running' AND lease_owner = $6 AND attempts = $7
                 RETURNING id)
              INSERT INTO attempts (delivery, attempt, replay, started_at, duration_us, outcome,
-                                   exit_code, signal, stdout, stderr, stdout_truncated, stderr_truncated)
-             SELECT id, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM moved",
+                                   exit_code, signal, stdout, stderr, stdout_truncated, stderr_truncated,
+                                   http_status)
+             SELECT id, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 FROM moved",
         )
         .await?;
     let n = c
@@ -143,6 +144,7 @@ pub async fn finish(
                 &a.stderr,
                 &a.stdout_truncated,
                 &a.stderr_truncated,
+                &a.http_status.map(i32::from),
             ],
         )
         .await?;
@@ -263,7 +265,8 @@ pub async fn attempts_for_event(c: &impl GenericClient, event: i64) -> Result<Ve
     let stmt = c
         .prepare_cached(
             "SELECT a.delivery, d.handler, a.attempt, a.replay, a.started_at, a.duration_us, a.outcome,
-                    a.exit_code, a.signal, a.stdout, a.stderr, a.stdout_truncated, a.stderr_truncated
+                    a.exit_code, a.signal, a.stdout, a.stderr, a.stdout_truncated, a.stderr_truncated,
+                    a.http_status
              FROM attempts a JOIN deliveries d ON d.id = a.delivery
              WHERE d.event = $1 ORDER BY a.id",
         )
@@ -288,6 +291,9 @@ pub async fn attempts_for_event(c: &impl GenericClient, event: i64) -> Result<Ve
             stderr: text(r, 10),
             stdout_truncated: r.get(11),
             stderr_truncated: r.get(12),
+            http_status: r
+                .get::<_, Option<i32>>(13)
+                .and_then(|s| u16::try_from(s).ok()),
         })
         .collect())
 }

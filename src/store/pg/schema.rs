@@ -75,7 +75,8 @@ const MIGRATIONS: &[&str] = &[
         stdout           BYTEA,
         stderr           BYTEA,
         stdout_truncated BOOLEAN NOT NULL DEFAULT FALSE,
-        stderr_truncated BOOLEAN NOT NULL DEFAULT FALSE
+        stderr_truncated BOOLEAN NOT NULL DEFAULT FALSE,
+        http_status      INTEGER
     );
     CREATE INDEX attempts_delivery ON attempts (delivery);
 
