@@ -195,8 +195,14 @@ async fn claim_retry_and_die(a: Backend, _: Backend) {
     );
     let again = a.claim("h", 5_000, 10).await.unwrap();
     assert_eq!(again[0].attempt, 2);
+    // The second attempt is an http handler's: its answer's status is kept.
+    let answered = AttemptRecord {
+        outcome: "http".into(),
+        http_status: Some(503),
+        ..fail(2)
+    };
     assert!(
-        a.finish(again[0].delivery, fail(2), Next::Dead, 5_100)
+        a.finish(again[0].delivery, answered, Next::Dead, 5_100)
             .await
             .unwrap()
     );
@@ -204,6 +210,10 @@ async fn claim_retry_and_die(a: Backend, _: Backend) {
     let attempts = a.attempts_for_event(ev).await.unwrap();
     assert_eq!(attempts.len(), 2);
     assert_eq!((attempts[1].attempt, attempts[1].exit_code), (2, Some(1)));
+    assert_eq!(
+        (attempts[0].http_status, attempts[1].http_status),
+        (None, Some(503))
+    );
     assert_eq!(
         a.queue_depth(6_000).await.unwrap().0,
         1,
