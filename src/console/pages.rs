@@ -67,6 +67,21 @@ fn bad_request(what: &str) -> Response {
     (StatusCode::BAD_REQUEST, views::problem("Bad request", what)).into_response()
 }
 
+/// The `status` filter given, if any, when it is one of `allowed`; else
+/// why not, naming them.
+fn status_filter(
+    given_status: &Option<String>,
+    allowed: &[&str],
+) -> Result<Option<String>, String> {
+    match given(given_status) {
+        Some(s) if !allowed.contains(&s.as_str()) => Err(format!(
+            "status {s:?} is not one of: {}",
+            allowed.join(", ")
+        )),
+        status => Ok(status),
+    }
+}
+
 /// Keeps the first `size` rows; says whether there were more.
 fn one_page<T>(mut rows: Vec<T>, size: usize) -> (Vec<T>, bool) {
     let more = rows.len() > size;
@@ -76,15 +91,10 @@ fn one_page<T>(mut rows: Vec<T>, size: usize) -> (Vec<T>, bool) {
 
 /// `GET /`: recent events with filters, and the headline metrics.
 pub async fn events(State(c): State<Console>, Query(q): Query<EventsQuery>) -> Response {
-    let status = given(&q.status);
-    if let Some(s) = &status
-        && !EVENT_STATUSES.contains(&s.as_str())
-    {
-        return bad_request(&format!(
-            "status {s:?} is not one of: {}",
-            EVENT_STATUSES.join(", ")
-        ));
-    }
+    let status = match status_filter(&q.status, &EVENT_STATUSES) {
+        Ok(s) => s,
+        Err(why) => return bad_request(&why),
+    };
     let size = page_size(q.limit);
     let filter = EventFilter {
         source: given(&q.source),
@@ -153,15 +163,10 @@ pub async fn event(
 
 /// `GET /deliveries`: handler runs by status, with "replay dead" buttons.
 pub async fn deliveries(State(c): State<Console>, Query(q): Query<DeliveriesQuery>) -> Response {
-    let status = given(&q.status);
-    if let Some(s) = &status
-        && !STATUSES.contains(&s.as_str())
-    {
-        return bad_request(&format!(
-            "status {s:?} is not one of: {}",
-            STATUSES.join(", ")
-        ));
-    }
+    let status = match status_filter(&q.status, &STATUSES) {
+        Ok(s) => s,
+        Err(why) => return bad_request(&why),
+    };
     let size = page_size(q.limit);
     let filter = DeliveryFilter {
         handler: given(&q.handler),
