@@ -163,6 +163,67 @@ pub enum Next {
     HandBack,
 }
 
+/// An attempt to record, and what the slot that ran it wants next: the
+/// dispatcher's one write after each run, on either backend.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub delivery: i64,
+    pub rec: std::sync::Arc<AttemptRecord>,
+    pub next: Next,
+    pub now: i64,
+    /// Deliveries to claim for the same slot in the same transaction.
+    pub then_claim: Option<ClaimNext>,
+}
+
+/// The claims a slot makes along with its record.
+#[derive(Clone, Debug)]
+pub struct ClaimNext {
+    pub handler: String,
+    pub want: usize,
+    /// Held by the slot ahead of running (see [`claim`]).
+    pub ahead: bool,
+    /// Other handlers waiting for the global cap: when one has due work,
+    /// nothing is claimed and the slot's global permit goes to it.
+    pub rivals: Vec<String>,
+}
+
+/// Stores the attempt, moves its delivery on and makes the slot's claims,
+/// all in the caller's transaction (one writer job).
+pub fn record(conn: &Connection, r: &Record) -> Result<Vec<Claimed>> {
+    finish(conn, r.delivery, &r.rec, r.next, r.now)?;
+    let Some(cn) = &r.then_claim else {
+        return Ok(Vec::new());
+    };
+    if !cn.rivals.is_empty() && !handlers_with_due_work(conn, &cn.rivals, r.now)?.is_empty() {
+        return Ok(Vec::new());
+    }
+    claim(conn, &cn.handler, r.now, cn.want, cn.ahead)
+}
+
+/// Handlers (of `names`) that have a delivery due at `now`: one index probe each.
+pub fn handlers_with_due_work(conn: &Connection, names: &[String], now: i64) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT 1 FROM deliveries
+         WHERE handler = ?1 AND status IN ('pending', 'failed') AND next_attempt_at <= ?2 LIMIT 1",
+    )?;
+    let mut out = Vec::new();
+    for name in names {
+        if stmt.exists(params![name, now])? {
+            out.push(name.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The earliest time a queued delivery falls due after `now`.
+pub fn next_due_after(conn: &Connection, now: i64) -> Result<Option<i64>> {
+    Ok(conn.query_row(
+        "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'failed') AND next_attempt_at > ?1",
+        [now],
+        |r| r.get(0),
+    )?)
+}
+
 /// Records an attempt and moves the delivery on.
 pub fn finish(
     conn: &Connection,

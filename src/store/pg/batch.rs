@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::{Object, Pool, Transaction};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -114,10 +114,20 @@ async fn commit(pool: &Pool, jobs: Vec<Job>) {
 /// deliveries, commits, and returns the outcomes in input order.
 pub async fn insert_all(conn: &mut Object, events: &[NewEvent]) -> Result<Vec<Ingested>> {
     let tx = conn.transaction().await?;
+    let out = insert_within(&tx, events).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Inserts `events` inside `tx` (in key order, so concurrent batches take
+/// their unique-key locks in one order and cannot deadlock) and, when any
+/// delivery was queued, announces it for when `tx` commits. Outcomes in
+/// input order.
+pub async fn insert_within(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<Vec<Ingested>> {
     let mut out: Vec<Option<Ingested>> = vec![None; events.len()];
     let mut queued = false;
     for i in events::key_order(events) {
-        let r = events::insert(&tx, &events[i]).await?;
+        let r = events::insert(tx, &events[i]).await?;
         queued |= matches!(r, Ingested::Accepted { deliveries, .. } if deliveries > 0);
         out[i] = Some(r);
     }
@@ -126,7 +136,6 @@ pub async fn insert_all(conn: &mut Object, events: &[NewEvent]) -> Result<Vec<In
         tx.execute("SELECT pg_notify($1, '')", &[&connect::WORK_CHANNEL])
             .await?;
     }
-    tx.commit().await?;
     Ok(out
         .into_iter()
         .map(|r| r.expect("every event inserted"))

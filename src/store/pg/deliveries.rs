@@ -15,7 +15,7 @@ use tokio_postgres::Row;
 
 use super::Result;
 use crate::store::deliveries::{
-    AttemptRecord, AttemptRow, Claimed, DeliveryFilter, DeliveryRow, FAILED, Next, PENDING,
+    AttemptRecord, AttemptRow, Claimed, DeliveryFilter, DeliveryRow, FAILED, Next, PENDING, Record,
 };
 use crate::store::rules;
 use crate::timefmt;
@@ -296,4 +296,92 @@ pub async fn attempts_for_event(c: &impl GenericClient, event: i64) -> Result<Ve
                 .and_then(|s| u16::try_from(s).ok()),
         })
         .collect())
+}
+
+/// Handlers (of `names`) that have a delivery due at `now`.
+pub async fn handlers_with_due_work(
+    c: &impl GenericClient,
+    names: &[String],
+    now: i64,
+) -> Result<Vec<String>> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT h FROM unnest($1::text[]) AS h WHERE EXISTS (
+                SELECT 1 FROM deliveries WHERE handler = h
+                AND status IN ('pending', 'failed') AND next_attempt_at <= $2)",
+        )
+        .await?;
+    Ok(c.query(&stmt, &[&names, &now])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// The earliest time a queued delivery falls due after `now`.
+pub async fn next_due_after(c: &impl GenericClient, now: i64) -> Result<Option<i64>> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT MIN(next_attempt_at) FROM deliveries
+             WHERE status IN ('pending', 'failed') AND next_attempt_at > $1",
+        )
+        .await?;
+    Ok(c.query_one(&stmt, &[&now]).await?.get(0))
+}
+
+/// Handlers not in `configured` with deliveries waiting, and how many
+/// (counted up to `cap`).
+pub async fn waiting_for_unknown(
+    c: &impl GenericClient,
+    configured: &[String],
+    cap: i64,
+) -> Result<Vec<(String, i64)>> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT handler, LEAST(COUNT(*), $2) FROM deliveries
+             WHERE status IN ('pending', 'failed') AND NOT (handler = ANY($1))
+             GROUP BY handler ORDER BY handler",
+        )
+        .await?;
+    Ok(c.query(&stmt, &[&configured, &cap])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// Records the attempt of a run `owner` still holds and makes the slot's
+/// next claims, in one transaction. A run whose lease another replica took
+/// over records nothing and claims nothing (it was counted as interrupted
+/// there); that is logged.
+pub async fn record(
+    conn: &mut deadpool_postgres::Object,
+    owner: &str,
+    lease_until: i64,
+    r: &Record,
+) -> Result<Vec<Claimed>> {
+    let tx = conn.transaction().await?;
+    if !finish(&tx, owner, r.delivery, &r.rec, r.next, r.now).await? {
+        tracing::warn!(
+            delivery = r.delivery,
+            "the run ended after its lease was taken over by another replica; its result is dropped"
+        );
+        return Ok(Vec::new());
+    }
+    let mut claimed = Vec::new();
+    if let Some(cn) = &r.then_claim
+        && (cn.rivals.is_empty()
+            || handlers_with_due_work(&tx, &cn.rivals, r.now)
+                .await?
+                .is_empty())
+    {
+        claimed = claim(&tx, &cn.handler, r.now, cn.want, owner, lease_until).await?;
+    }
+    if r.next == Next::HandBack {
+        // Due now: another replica may take it at once.
+        tx.execute("SELECT pg_notify($1, '')", &[&super::connect::WORK_CHANNEL])
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(claimed)
 }

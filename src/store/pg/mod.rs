@@ -18,8 +18,13 @@ mod batch;
 pub mod connect;
 pub mod deliveries;
 pub mod events;
+pub mod pull;
 pub mod rejected;
+mod replica;
 pub mod schema;
+pub mod subscriptions;
+
+pub use replica::PoolFigures;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -277,9 +282,16 @@ impl PgStore {
         deliveries::finish(&conn, self.owner(), delivery, &a, next, now).await
     }
 
+    /// Hands back claims that never ran; other replicas are told, as the
+    /// deliveries are due again at once.
     pub async fn unclaim(&self, ids: Vec<i64>) -> Result<u64> {
         let conn = self.conn().await?;
-        deliveries::unclaim(&conn, self.owner(), &ids).await
+        let n = deliveries::unclaim(&conn, self.owner(), &ids).await?;
+        if n > 0 {
+            conn.execute("SELECT pg_notify($1, '')", &[&connect::WORK_CHANNEL])
+                .await?;
+        }
+        Ok(n)
     }
 
     pub async fn take_over_expired(&self, now: i64) -> Result<u64> {
