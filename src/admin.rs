@@ -18,11 +18,11 @@ use http::{StatusCode, header};
 use prometheus_client::metrics::counter::{Atomic, Counter};
 
 use crate::metrics::SharedMetrics;
-use crate::store::{Store, pull_status};
+use crate::store::{Backend, pull_status};
 
 #[derive(Clone)]
 pub struct AdminState {
-    pub store: Store,
+    pub store: Backend,
     pub metrics: SharedMetrics,
     /// Set while the daemon drains: not ready for new traffic.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
@@ -51,8 +51,8 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 
 /// Pull sources stopped for good (the provider refused the credentials or
 /// the webhook is gone): one line each, or None when all are healthy.
-async fn stopped_sources(store: &Store) -> Option<String> {
-    let rows = store.read(pull_status::list).await.ok()?;
+async fn stopped_sources(store: &Backend) -> Option<String> {
+    let rows = store.pull_list().await.ok()?;
     let stopped: String = rows
         .iter()
         .filter(|r| r.state == pull_status::State::Stopped.name())
@@ -78,11 +78,18 @@ where
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
-    let (st, m) = (s.store.stats(), &s.metrics);
-    catch_up(&m.store_commits, st.commits);
-    catch_up(&m.store_jobs, st.jobs);
-    catch_up(&m.store_run_seconds, st.run_time.as_secs_f64());
-    catch_up(&m.store_commit_seconds, st.commit_time.as_secs_f64());
+    let m = &s.metrics;
+    if let Some(st) = s.store.sqlite().map(|s| s.stats()) {
+        catch_up(&m.store_commits, st.commits);
+        catch_up(&m.store_jobs, st.jobs);
+        catch_up(&m.store_run_seconds, st.run_time.as_secs_f64());
+        catch_up(&m.store_commit_seconds, st.commit_time.as_secs_f64());
+    }
+    if let Some(p) = s.store.pool_figures() {
+        m.store_pool_connections.set(p.size as i64);
+        m.store_pool_idle.set(p.idle as i64);
+        m.store_pool_waiting.set(p.waiting as i64);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -30,7 +30,9 @@ use crate::server::{self, Limits};
 use crate::source::ingest::Ingest;
 use crate::source::pull::{self, PullCtx, PullSources};
 use crate::source::push;
-use crate::store::{Store, StoreOptions, deliveries, events, subscriptions};
+use crate::config::StoreConfig;
+use crate::store::pg::{PgOptions, PgStore};
+use crate::store::{Backend, Store, StoreOptions};
 use crate::timefmt;
 
 /// How the daemon gets its push listeners.
@@ -43,7 +45,7 @@ pub struct StartOptions {
 pub struct Daemon {
     pub push_addrs: Vec<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
-    pub store: Store,
+    pub store: Backend,
     pub metrics: SharedMetrics,
     pub runtime: SharedRuntime,
     dispatcher: Dispatcher,
@@ -139,6 +141,40 @@ impl PushListeners {
     }
 }
 
+/// Opens the store `[store]` names: SQLite in the state directory (the
+/// group-commit writer), or the shared PostgreSQL database (connected,
+/// migrated once across replicas).
+async fn open_store(config: &Config) -> Result<Backend, String> {
+    match &config.store {
+        StoreConfig::Sqlite => Ok(Store::open(
+            &config.daemon.state_dir,
+            StoreOptions {
+                queue: config.server.max_pending,
+                ..Default::default()
+            },
+        )?
+        .into()),
+        StoreConfig::Postgres(pg) => {
+            // Still this replica's own, for its start log.
+            crate::store::make_state_dir(&config.daemon.state_dir)?;
+            let url = std::str::from_utf8(pg.url.expose())
+                .map_err(|_| "store.url is not UTF-8 text".to_string())?;
+            let opts = PgOptions {
+                pool_size: pg.pool_size,
+                lease: pg.lease,
+                ..PgOptions::default()
+            };
+            let store = PgStore::open(url, opts).await?;
+            tracing::info!(
+                "store: PostgreSQL, {} (this replica: {})",
+                pg.target,
+                store.owner()
+            );
+            Ok(Backend::Postgres(store))
+        }
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     TcpListener::bind(addr)
         .await
@@ -153,22 +189,19 @@ fn adopt(l: std::net::TcpListener) -> Result<TcpListener, String> {
 
 impl Daemon {
     pub async fn start(config: Config, opts: StartOptions) -> Result<Daemon, String> {
-        config.require_sqlite("hookd run")?;
-        let store = Store::open(
-            &config.daemon.state_dir,
-            StoreOptions {
-                queue: config.server.max_pending,
-                ..Default::default()
-            },
-        )?;
+        let store = open_store(&config).await?;
         let issued = store
-            .read(subscriptions::issued_secrets)
+            .issued_secrets()
             .await
             .map_err(|e| format!("cannot read stored provider secrets: {e}"))?;
         let metrics: SharedMetrics = Arc::new(Metrics::new());
         let runtime = Runtime::new(config, &issued).shared();
         let cfg = runtime.load().config.clone();
-        let wake = Arc::new(Notify::new());
+        let wake = match &store {
+            // Woken by every replica's NOTIFY, this one's included.
+            Backend::Postgres(p) => p.work_notify(),
+            Backend::Sqlite(_) => Arc::new(Notify::new()),
+        };
         let ingest = Arc::new(Ingest::new(
             store.clone(),
             metrics.clone(),
@@ -226,19 +259,24 @@ impl Daemon {
                 };
                 let auth = console::auth::Auth::new(cfg.admin.token.clone())
                     .map_err(|e| format!("cannot make the console's session keys: {e}"))?;
-                let console = Console {
-                    store: store.clone(),
+                // The console reads SQLite only, for now.
+                let console = store.sqlite().map(|sq| Console {
+                    store: sq.clone(),
                     metrics: metrics.clone(),
                     runtime: runtime.clone(),
                     wake: wake.clone(),
                     auth: Arc::new(auth),
                     actions: cfg.admin.console_actions,
                     loopback_only: addr.ip().is_loopback(),
-                };
+                });
+                let mut router = admin::router(state);
+                if let Some(console) = console {
+                    router = router.merge(console::router(console));
+                }
                 other_tasks.spawn(server::serve(
                     l,
                     None,
-                    admin::router(state).merge(console::router(console)),
+                    router,
                     Limits::default(),
                     admin_stop.clone(),
                 ));
@@ -329,7 +367,7 @@ impl Daemon {
         }
         let issued = self
             .store
-            .read(subscriptions::issued_secrets)
+            .issued_secrets()
             .await
             .map_err(|e| e.to_string())?;
         let mut push = self.push.lock().await;
@@ -392,12 +430,10 @@ impl Daemon {
 /// (removed or renamed): they stay pending, untouched, and run again if a
 /// handler of that name comes back. Said at start and on every reload so
 /// the backlog does not sit there unnoticed.
-async fn unknown_handler_notes(store: &Store, config: &Config) -> Vec<String> {
+async fn unknown_handler_notes(store: &Backend, config: &Config) -> Vec<String> {
     const CAP: i64 = 1_000_000;
     let names: Vec<String> = config.handlers.iter().map(|h| h.name.clone()).collect();
-    let found = store
-        .read(move |c| deliveries::waiting_for_unknown(c, &names, CAP))
-        .await;
+    let found = store.waiting_for_unknown(names, CAP).await;
     match found {
         Ok(list) => list
             .into_iter()
@@ -419,7 +455,7 @@ async fn unknown_handler_notes(store: &Store, config: &Config) -> Vec<String> {
 
 /// Deletes events past the retention, in small batches so the writer is
 /// never held for long.
-async fn prune_loop(store: Store, runtime: SharedRuntime, stop: CancellationToken) {
+async fn prune_loop(store: Backend, runtime: SharedRuntime, stop: CancellationToken) {
     loop {
         let interval = runtime.load().config.daemon.prune_interval;
         tokio::select! {
@@ -439,11 +475,11 @@ async fn prune_loop(store: Store, runtime: SharedRuntime, stop: CancellationToke
 }
 
 /// Prunes everything older than `retention`; returns how many events went.
-pub async fn prune(store: &Store, retention: Duration) -> Result<usize, crate::store::StoreError> {
+pub async fn prune(store: &Backend, retention: Duration) -> Result<usize, crate::store::StoreError> {
     let before = timefmt::now_micros() - retention.as_micros().min(i64::MAX as u128) as i64;
     let mut total = 0;
     loop {
-        let n = store.write(move |c| events::prune(c, before, 500)).await?;
+        let n = store.prune_events(before, 500).await? as usize;
         total += n;
         if n < 500 {
             return Ok(total);

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub store_jobs: Counter,
     pub store_run_seconds: Seconds,
     pub store_commit_seconds: Seconds,
+    /// PostgreSQL pool: connections open, idle, and callers waiting.
+    pub store_pool_connections: Gauge,
+    pub store_pool_idle: Gauge,
+    pub store_pool_waiting: Gauge,
     pull_events: Family<Labels, Counter>,
     pull_errors: Family<Labels, Counter>,
     reconnects: Family<Labels, Counter>,
@@ -94,6 +98,9 @@ impl Metrics {
             store_jobs: Counter::default(),
             store_run_seconds: Seconds::default(),
             store_commit_seconds: Seconds::default(),
+            store_pool_connections: Gauge::default(),
+            store_pool_idle: Gauge::default(),
+            store_pool_waiting: Gauge::default(),
             pull_events: Family::default(),
             pull_errors: Family::default(),
             reconnects: Family::default(),
@@ -182,6 +189,21 @@ impl Metrics {
             "store_commit_seconds",
             "Time the store writer spent committing: writing the WAL and waiting for fsync",
             m.store_commit_seconds.clone(),
+        );
+        registry.register(
+            "store_pool_connections",
+            "PostgreSQL store: connections this replica has open",
+            m.store_pool_connections.clone(),
+        );
+        registry.register(
+            "store_pool_idle",
+            "PostgreSQL store: open connections not in use",
+            m.store_pool_idle.clone(),
+        );
+        registry.register(
+            "store_pool_waiting",
+            "PostgreSQL store: callers waiting for a connection",
+            m.store_pool_waiting.clone(),
         );
         registry.register(
             "pull_events",

@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{Config, SourceConfig};
 use crate::provider::Mode;
-use crate::store::{Store, StoreError, subscriptions};
+use crate::store::{Backend, StoreError};
 use crate::verify::Key;
 
 pub struct Runtime {
@@ -111,9 +111,9 @@ fn fingerprint(issued: &HashMap<String, Vec<Vec<u8>>>) -> [u8; 32] {
 /// Returns the runtime in effect afterwards.
 pub async fn refresh_issued(
     shared: &SharedRuntime,
-    store: &Store,
+    store: &Backend,
 ) -> Result<Arc<Runtime>, StoreError> {
-    let issued = store.read(subscriptions::issued_secrets).await?;
+    let issued = store.issued_secrets().await?;
     let current = shared.load_full();
     if current.issued == fingerprint(&issued) {
         return Ok(current);

@@ -713,7 +713,7 @@ async fn two_hundred_concurrent_events_are_each_stored_once() {
         d.count("SELECT COUNT(DISTINCT event_id) FROM events WHERE event_id LIKE 'c%'"),
         200
     );
-    let stats = d.daemon().store.stats();
+    let stats = d.daemon().store.sqlite().expect("a SQLite store").stats();
     assert!(stats.commits >= 1 && stats.failed_commits == 0, "{stats:?}");
     d.stop().await;
 }

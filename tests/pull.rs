@@ -582,6 +582,8 @@ async fn a_source_without_webhook_id_waits_and_starts_once_registered() {
     // As `hookd register` (or register = "auto") would store it.
     td.daemon()
         .store
+        .sqlite()
+        .expect("a SQLite store")
         .write(|c| {
             hookd::store::subscriptions::save(
                 c,

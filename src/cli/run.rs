@@ -138,7 +138,12 @@ fn register_auto(
         if let Some(p) = previous {
             let _ = p.await;
         }
-        crate::provider::manage::auto::register_auto(&cfg, &store, &runtime).await;
+        match store.sqlite() {
+            Some(s) => {
+                crate::provider::manage::auto::register_auto(&cfg, s, &runtime).await;
+            }
+            None => tracing::warn!("register = \"auto\" does not run on a PostgreSQL store yet"),
+        }
         // SSE/poll sources waiting for their webhook id look again.
         registered.notify();
     })
@@ -169,10 +174,19 @@ async fn reload(path: &Path, daemon: &Daemon) -> bool {
     swapped.is_ok()
 }
 
-/// Pings the watchdog at half its interval, but only while the store still
-/// commits: a wedged writer stops the pings and systemd restarts us.
-async fn watchdog(store: crate::store::Store, interval: Duration) {
+/// Pings the watchdog at half its interval, but only while the SQLite
+/// store still commits: a wedged writer stops the pings and systemd
+/// restarts us. A PostgreSQL store that does not answer is an outage of
+/// the database, not of this process, which a restart would not mend:
+/// `/readyz` reports it instead.
+async fn watchdog(store: crate::store::Backend, interval: Duration) {
     let mut tick = tokio::time::interval(interval / 2);
+    let Some(store) = store.sqlite().cloned() else {
+        loop {
+            tick.tick().await;
+            notify(&[NotifyState::Watchdog]);
+        }
+    };
     loop {
         tick.tick().await;
         if tokio::time::timeout(interval / 2, store.healthy())

@@ -13,7 +13,9 @@
 
 use serde::Deserialize;
 
-use super::{Config, KeyPath, VResult, Validator, at};
+use std::time::Duration;
+
+use super::{Config, KeyPath, VResult, Validator, at, dur};
 use crate::secret::{Secret, SecretRef};
 use crate::store::pg::connect;
 
@@ -21,6 +23,8 @@ use crate::store::pg::connect;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     url: Option<String>,
+    lease: Option<String>,
+    pool_size: Option<usize>,
 }
 
 /// Which backend holds the state.
@@ -40,7 +44,17 @@ pub struct PostgresStore {
     pub url: Secret,
     /// "database D on host:port", for messages.
     pub target: String,
+    /// How long a claimed run stays this replica's without renewal; after
+    /// a replica dies, its runs wait this long before another takes them.
+    pub lease: Duration,
+    /// Connections this replica opens at most.
+    pub pool_size: usize,
 }
+
+/// `store.lease` by default.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// `store.pool_size` by default.
+pub const DEFAULT_POOL_SIZE: usize = 16;
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,9 +64,26 @@ impl std::fmt::Debug for PostgresStore {
 
 impl Validator {
     pub(super) fn store(&mut self, r: Option<RawStore>, p: &KeyPath) -> VResult<StoreConfig> {
-        let Some(url) = r.and_then(|r| r.url) else {
+        let Some(r) = r else {
             return Ok(StoreConfig::Sqlite);
         };
+        let Some(url) = r.url else {
+            if r.lease.is_some() || r.pool_size.is_some() {
+                return at(
+                    &p.key("url"),
+                    Err("lease and pool_size are for a PostgreSQL store: set url too, or remove them".into()),
+                );
+            }
+            return Ok(StoreConfig::Sqlite);
+        };
+        let lease = dur(&p.key("lease"), r.lease.as_deref(), DEFAULT_LEASE)?;
+        if lease < Duration::from_secs(1) {
+            return at(&p.key("lease"), Err("must be at least 1s".into()));
+        }
+        let pool_size = r.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+        if !(2..=1000).contains(&pool_size) {
+            return at(&p.key("pool_size"), Err("must be between 2 and 1000".into()));
+        }
         let kp = p.key("url");
         let url_ref = SecretRef::parse(&url);
         let value = at(&kp, url_ref.resolve(&self.base))?;
@@ -70,6 +101,8 @@ impl Validator {
             target: connect::describe_target(&cfg),
             url_ref,
             url: value,
+            lease,
+            pool_size,
         }))
     }
 }

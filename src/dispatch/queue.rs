@@ -31,8 +31,8 @@ use super::stream::{StreamHandle, StreamOutcome, StreamSpec};
 use crate::config::{HandlerConfig, HandlerKind};
 use crate::metrics::SharedMetrics;
 use crate::runtime::SharedRuntime;
-use crate::store::Store;
-use crate::store::deliveries::{self, AttemptRecord, Claimed, Next};
+use crate::store::Backend;
+use crate::store::deliveries::{self, AttemptRecord, ClaimNext, Claimed, Next, Record};
 use crate::store::rules;
 use crate::timefmt;
 
@@ -61,7 +61,7 @@ pub struct Dispatcher {
 }
 
 struct Inner {
-    store: Store,
+    store: Backend,
     metrics: SharedMetrics,
     runtime: SharedRuntime,
     wake: Arc<Notify>,
@@ -86,7 +86,7 @@ struct State {
 
 impl Dispatcher {
     pub fn new(
-        store: Store,
+        store: Backend,
         metrics: SharedMetrics,
         runtime: SharedRuntime,
         wake: Arc<Notify>,
@@ -117,6 +117,7 @@ impl Dispatcher {
         while !self.inner.stop.is_cancelled() {
             let again = self.claim_round().await;
             if last_gauges.elapsed() >= IDLE_CHECK {
+                self.take_over_lost().await;
                 self.update_gauges().await;
                 last_gauges = std::time::Instant::now();
             }
@@ -146,15 +147,8 @@ impl Dispatcher {
             })
             .ok();
         let now = timefmt::now_micros();
-        match self
-            .inner
-            .store
-            .write(move |c| {
-                let started = started.map(|s| move |id, at| s.contains(id, at));
-                deliveries::recover_running(c, now, started)
-            })
-            .await
-        {
+        let started = started.map(|s| move |id, at| s.contains(id, at));
+        match self.inner.store.recover(now, started).await {
             Ok(r) => {
                 log_recovered(r);
                 if let Err(e) = self.inner.started.clear() {
@@ -183,12 +177,7 @@ impl Dispatcher {
         if names.is_empty() {
             return false;
         }
-        let due: Vec<String> = match self
-            .inner
-            .store
-            .read(move |c| handlers_with_due_work(c, &names, now))
-            .await
-        {
+        let due: Vec<String> = match self.inner.store.handlers_with_due_work(names, now).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!("cannot read the delivery queue: {e}");
@@ -215,13 +204,7 @@ impl Dispatcher {
             if free == 0 {
                 continue;
             }
-            let name = h.name.clone();
-            let claimed = match self
-                .inner
-                .store
-                .write(move |c| deliveries::claim_due(c, &name, now, free))
-                .await
-            {
+            let claimed = match self.inner.store.claim(&h.name, now, free).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(handler = %h.name, "cannot claim deliveries: {e}");
@@ -401,8 +384,8 @@ impl Dispatcher {
     /// Returns deliveries claimed ahead but never started to the queue, as
     /// they were: no attempt is counted.
     async fn hand_back(&self, claimed: VecDeque<Claimed>) {
-        if let Some(job) = unclaim_job(&claimed) {
-            handed_back(self.inner.store.write(job).await);
+        if let Some(ids) = unclaim_ids(&claimed) {
+            handed_back(self.inner.store.unclaim(ids).await);
         }
     }
 
@@ -516,8 +499,11 @@ impl Dispatcher {
                 // (A zero sleep still waits for the timer's next tick.)
                 tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             }
-            let job = self.record_job(h, c, rec.clone(), next, want);
-            let result = self.inner.store.write_lazy(job).await;
+            let result = self
+                .inner
+                .store
+                .record(self.record_of(h, c, rec.clone(), next, want))
+                .await;
             if let Some(claimed) = self.recorded(h, c, result) {
                 return claimed;
             }
@@ -563,34 +549,31 @@ impl Dispatcher {
         next
     }
 
-    /// The writer job that stores an attempt, moves its delivery on and
-    /// claims up to `want` deliveries for the slot, all in one commit. An
-    /// exec slot holds what it claims ahead of running it; a stream slot
-    /// sends it at once.
-    fn record_job(
+    /// The write that stores an attempt, moves its delivery on and claims
+    /// up to `want` deliveries for the slot, all in one commit. An exec
+    /// slot holds what it claims ahead of running it; a stream slot sends
+    /// it at once. Nothing is claimed while another handler waits for this
+    /// slot's global permit (`rivals`).
+    fn record_of(
         &self,
         h: &HandlerConfig,
         c: &Claimed,
         rec: Arc<AttemptRecord>,
         next: Next,
         want: usize,
-    ) -> impl FnOnce(&rusqlite::Connection) -> crate::store::Result<Vec<Claimed>> + Send + 'static
-    {
-        let delivery = c.delivery;
-        let now = timefmt::now_micros();
-        let claim_for = (!self.inner.stop.is_cancelled() && want > 0).then(|| h.name.clone());
-        let ahead = holds_ahead(h.kind);
-        let rivals = self.rivals_for_the_cap(h);
-        move |conn| {
-            deliveries::finish(conn, delivery, &rec, next, now)?;
-            let Some(name) = claim_for else {
-                return Ok(Vec::new());
-            };
-            if !rivals.is_empty() && !handlers_with_due_work(conn, &rivals, now)?.is_empty() {
-                // Another handler waits for this global slot.
-                return Ok(Vec::new());
-            }
-            deliveries::claim(conn, &name, now, want, ahead)
+    ) -> Record {
+        let then_claim = (!self.inner.stop.is_cancelled() && want > 0).then(|| ClaimNext {
+            handler: h.name.clone(),
+            want,
+            ahead: holds_ahead(h.kind),
+            rivals: self.rivals_for_the_cap(h),
+        });
+        Record {
+            delivery: c.delivery,
+            rec,
+            next,
+            now: timefmt::now_micros(),
+            then_claim,
         }
     }
 
@@ -663,27 +646,36 @@ impl Dispatcher {
 
     async fn until_next_due(&self) -> Duration {
         let now = timefmt::now_micros();
-        let next = self
-            .inner
-            .store
-            .read(move |c| next_due_after(c, now))
-            .await
-            .ok()
-            .flatten();
+        let next = self.inner.store.next_due_after(now).await.ok().flatten();
         match next {
             Some(t) => Duration::from_micros((t - now).max(0) as u64).min(IDLE_CHECK),
             None => IDLE_CHECK,
         }
     }
 
-    async fn update_gauges(&self) {
-        let now = timefmt::now_micros();
-        if let Ok((depth, oldest)) = self
+    /// On PostgreSQL: runs of replicas that stopped renewing their leases
+    /// (killed, cut off) count as interrupted and are due again here.
+    async fn take_over_lost(&self) {
+        match self
             .inner
             .store
-            .read(move |c| deliveries::queue_depth(c, now))
+            .take_over_expired(timefmt::now_micros())
             .await
         {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(
+                    "took over {n} handler run(s) whose replica stopped renewing their lease; they count as interrupted and will be retried"
+                );
+                self.inner.wake.notify_one();
+            }
+            Err(e) => tracing::warn!("cannot look for runs of stopped replicas: {e}"),
+        }
+    }
+
+    async fn update_gauges(&self) {
+        let now = timefmt::now_micros();
+        if let Ok((depth, oldest)) = self.inner.store.queue_depth(now).await {
             self.inner.metrics.queue_depth.set(depth);
             self.inner
                 .metrics
@@ -752,12 +744,10 @@ fn unrecorded(h: &HandlerConfig, c: &Claimed) {
     tracing::error!(handler = %h.name, delivery = c.delivery, "stopping with the attempt unrecorded; it will be retried after a restart");
 }
 
-/// The writer job that hands `claimed` back (see `hand_back`), if any.
-fn unclaim_job(
-    claimed: &VecDeque<Claimed>,
-) -> Option<impl FnOnce(&rusqlite::Connection) -> crate::store::Result<()> + Send + 'static> {
+/// The deliveries to hand back (see `hand_back`), if any.
+fn unclaim_ids(claimed: &VecDeque<Claimed>) -> Option<Vec<i64>> {
     let ids: Vec<i64> = claimed.iter().map(|c| c.delivery).collect();
-    (!ids.is_empty()).then_some(move |conn: &rusqlite::Connection| deliveries::unclaim(conn, &ids))
+    (!ids.is_empty()).then_some(ids)
 }
 
 fn handed_back(result: crate::store::Result<()>) {
@@ -798,12 +788,12 @@ fn log_recovered(r: deliveries::Recovered) {
 }
 
 /// A record in flight: how many deliveries it asked for, and what it claimed.
-type Record<'a> = Pin<Box<dyn Future<Output = (usize, Vec<Claimed>)> + Send + 'a>>;
+type InFlight<'a> = Pin<Box<dyn Future<Output = (usize, Vec<Claimed>)> + Send + 'a>>;
 
 /// One slot's deliveries claimed ahead and its attempt records in flight.
 struct Slot<'a> {
     queue: VecDeque<Claimed>,
-    records: FuturesOrdered<Record<'a>>,
+    records: FuturesOrdered<InFlight<'a>>,
     /// Deliveries asked for by records still in flight.
     asked: usize,
 }
@@ -827,33 +817,6 @@ impl Slot<'_> {
             }
         }
     }
-}
-
-/// Handlers (of `names`) that have a delivery due at `now`: one index probe each.
-fn handlers_with_due_work(
-    c: &rusqlite::Connection,
-    names: &[String],
-    now: i64,
-) -> crate::store::Result<Vec<String>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT 1 FROM deliveries
-         WHERE handler = ?1 AND status IN ('pending', 'failed') AND next_attempt_at <= ?2 LIMIT 1",
-    )?;
-    let mut out = Vec::new();
-    for name in names {
-        if stmt.exists(rusqlite::params![name, now])? {
-            out.push(name.clone());
-        }
-    }
-    Ok(out)
-}
-
-fn next_due_after(c: &rusqlite::Connection, now: i64) -> crate::store::Result<Option<i64>> {
-    Ok(c.query_row(
-        "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'failed') AND next_attempt_at > ?1",
-        [now],
-        |r| r.get(0),
-    )?)
 }
 
 fn exhausted(c: &Claimed) -> AttemptRecord {

@@ -16,9 +16,9 @@ use crate::config::SourceConfig;
 use crate::extract::{ExtractError, Input};
 use crate::metrics::SharedMetrics;
 use crate::runtime::{Runtime, SharedRuntime, refresh_issued};
-use crate::store::events::{self, Ingested, NewEvent};
+use crate::store::events::{Ingested, NewEvent};
 use crate::store::rejected::{self, NewRejection};
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, StoreError};
 use crate::timefmt;
 use crate::verify::{Rejection, Request};
 
@@ -72,7 +72,7 @@ const SENSITIVE: [&str; 6] = [
 const REJECTION_WRITES: usize = 16;
 
 pub struct Ingest {
-    pub store: Store,
+    pub store: Backend,
     pub metrics: SharedMetrics,
     pub runtime: SharedRuntime,
     /// Woken after a commit that created deliveries.
@@ -95,7 +95,7 @@ pub fn body_budget(max_body: usize) -> usize {
 
 impl Ingest {
     pub fn new(
-        store: Store,
+        store: Backend,
         metrics: SharedMetrics,
         runtime: SharedRuntime,
         wake: Arc<Notify>,
@@ -211,7 +211,7 @@ impl Ingest {
         started: Instant,
     ) -> Result<Stored, Refusal> {
         let routed = !event.handlers.is_empty();
-        let result = self.store.write(move |c| events::insert(c, &event)).await;
+        let result = self.store.insert_event(event).await;
         let latency = started.elapsed().as_secs_f64();
         match result {
             Ok(Ingested::Accepted { id, .. }) => {
@@ -262,7 +262,7 @@ impl Ingest {
         let store = self.store.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = store.write(move |c| rejected::insert(c, &row, keep)).await {
+            if let Err(e) = store.insert_rejected(row, keep).await {
                 tracing::debug!("could not record a refused request: {e}");
             }
         });

@@ -21,9 +21,9 @@ use crate::config::{Auth, Config, PullConfig};
 use crate::provider::Mode;
 use crate::secret::Secret;
 use crate::store::cursors::{self, Advance};
-use crate::store::events::{self, Ingested, NewEvent};
-use crate::store::pull_status::{self, Counts, State};
-use crate::store::{StoreError, subscriptions};
+use crate::store::events::{Ingested, NewEvent};
+use crate::store::pull_status::{Counts, State};
+use crate::store::StoreError;
 use crate::timefmt;
 use crate::verify::Request;
 
@@ -164,19 +164,9 @@ pub async fn commit(
         reconnects: 0,
         last_event_at: out.newest,
     };
-    let source = name.to_string();
-    let events = rows;
     let results = ingest
         .store
-        .write(move |c| {
-            let mut results = Vec::with_capacity(events.len());
-            for e in &events {
-                results.push(events::insert(c, e)?);
-            }
-            cursors::advance(c, &source, &advance, received_at)?;
-            pull_status::count(c, &source, &counts, received_at)?;
-            Ok(results)
-        })
+        .pull_commit(name.to_string(), rows, advance, counts, received_at)
         .await?;
     let mut wake = false;
     let stored = meta.len() as u64;
@@ -214,10 +204,7 @@ pub async fn status(ctx: &PullCtx, name: &str, mode: Mode, state: State, error: 
     let r = ctx
         .ingest
         .store
-        .write(move |c| match &error {
-            Some(e) => pull_status::set_error(c, &name, mode.name(), state, e, now),
-            None => pull_status::set_state(c, &name, mode.name(), state, now),
-        })
+        .pull_state(name, mode.name(), state, error, now)
         .await;
     if let Err(e) = r {
         tracing::debug!("could not record a pull status: {e}");
@@ -226,12 +213,11 @@ pub async fn status(ctx: &PullCtx, name: &str, mode: Mode, state: State, error: 
 
 /// Adds to a source's counters outside a batch (failed polls, reconnects).
 pub async fn count(ctx: &PullCtx, name: &str, counts: Counts) {
-    let name = name.to_string();
     let now = timefmt::now_micros();
     if let Err(e) = ctx
         .ingest
         .store
-        .write(move |c| pull_status::count(c, &name, &counts, now))
+        .pull_count(name.to_string(), counts, now)
         .await
     {
         tracing::debug!("could not count a pull event: {e}");
@@ -240,13 +226,7 @@ pub async fn count(ctx: &PullCtx, name: &str, counts: Counts) {
 
 /// The stored position of a source.
 pub async fn position(ctx: &PullCtx, name: &str) -> Result<cursors::Cursor, StoreError> {
-    let name = name.to_string();
-    Ok(ctx
-        .ingest
-        .store
-        .read(move |c| cursors::get(c, &name))
-        .await?
-        .unwrap_or_default())
+    Ok(ctx.ingest.store.cursor(name).await?.unwrap_or_default())
 }
 
 /// How long to wait before asking again for a webhook id that is missing.
@@ -268,12 +248,7 @@ pub async fn webhook_id(
     let mut changed = ctx.registrations.subscribe();
     loop {
         changed.mark_unchanged();
-        let n = name.to_string();
-        let stored = ctx
-            .ingest
-            .store
-            .read(move |c| subscriptions::get(c, &n))
-            .await;
+        let stored = ctx.ingest.store.subscription(name).await;
         let problem = match stored {
             Ok(Some(reg)) => match reg.remote_id {
                 Some(id) if usable_id(&id) => return Some(Some(id)),
@@ -410,12 +385,7 @@ impl PullSources {
             let _ = t.await;
         }
         let keep: Vec<String> = wanted.keys().cloned().collect();
-        if let Err(e) = self
-            .ctx
-            .ingest
-            .store
-            .write(move |c| pull_status::retain(c, &keep))
-            .await
+        if let Err(e) = self.ctx.ingest.store.pull_retain(keep).await
         {
             tracing::debug!("could not tidy pull statuses: {e}");
         }
@@ -460,14 +430,32 @@ impl PullSources {
     }
 }
 
+/// Runs a pull source while this replica owns it (always, on SQLite; on
+/// PostgreSQL, while it holds the source's lock), until `stop`.
 async fn run(ctx: Arc<PullCtx>, name: String, w: Wanted, stop: CancellationToken) {
-    tracing::info!(source = %name, mode = w.mode.name(), "starting pull source");
-    match w.mode {
-        Mode::Sse => super::sse::run(&ctx, &name, &w.pull, w.max_event, &stop).await,
-        Mode::Poll => super::poll::run(&ctx, &name, &w.pull, &stop).await,
-        Mode::Push => {}
+    let store = ctx.ingest.store.clone();
+    while let Some(lost) = store.own_source(&name, &stop).await {
+        let owned = stop.child_token();
+        let cancel = owned.clone();
+        let watch = tokio::spawn(async move {
+            lost.cancelled().await;
+            cancel.cancel();
+        });
+        tracing::info!(source = %name, mode = w.mode.name(), "starting pull source");
+        match w.mode {
+            Mode::Sse => super::sse::run(&ctx, &name, &w.pull, w.max_event, &owned).await,
+            Mode::Poll => super::poll::run(&ctx, &name, &w.pull, &owned).await,
+            Mode::Push => {}
+        }
+        watch.abort();
+        ctx.ingest.metrics.pull_connected(&name, false);
+        store.release_source(&name).await;
+        if stop.is_cancelled() || !owned.is_cancelled() {
+            // Stopped here, or ended by itself (stopped for good).
+            return;
+        }
+        tracing::warn!(source = %name, "lost the database session that owned this pull source; competing for it again");
     }
-    ctx.ingest.metrics.pull_connected(&name, false);
 }
 
 #[cfg(test)]

@@ -442,6 +442,28 @@ impl Backend {
         }
     }
 
+    /// Waits until this replica may run pull source `source`: at once on
+    /// SQLite (one process); on PostgreSQL, once it holds the source's
+    /// lock (see `pg::owner`). None when `stop` fired first. The token
+    /// returned fires when ownership is lost (the database session ended).
+    pub async fn own_source(
+        &self,
+        source: &str,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Option<tokio_util::sync::CancellationToken> {
+        match self {
+            Backend::Sqlite(_) => Some(tokio_util::sync::CancellationToken::new()),
+            Backend::Postgres(p) => p.own_source(source, stop).await,
+        }
+    }
+
+    /// Gives up pull source `source` (it stopped here).
+    pub async fn release_source(&self, source: &str) {
+        if let Backend::Postgres(p) = self {
+            p.release_source(source).await;
+        }
+    }
+
     /// Every pull source's status with its position.
     pub async fn pull_list(&self) -> Result<Vec<PullStatus>> {
         match self {

@@ -116,6 +116,19 @@ struct Inner {
 
 /// Creates the state directory (0700) and the database file (0600) if needed.
 pub fn prepare_state_dir(state_dir: &Path) -> Result<PathBuf, String> {
+    make_state_dir(state_dir)?;
+    let db = state_dir.join("hookd.db");
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&db)
+        .map_err(|e| format!("cannot create the database {}: {e}", db.display()))?;
+    Ok(db)
+}
+
+/// Creates the state directory (0700) if missing, and tightens one we own.
+pub fn make_state_dir(state_dir: &Path) -> Result<(), String> {
     if !state_dir.exists() {
         DirBuilder::new()
             .recursive(true)
@@ -138,14 +151,7 @@ pub fn prepare_state_dir(state_dir: &Path) -> Result<PathBuf, String> {
     if meta.mode() & 0o077 != 0 && meta.uid() == effective_uid() {
         let _ = std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700));
     }
-    let db = state_dir.join("hookd.db");
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&db)
-        .map_err(|e| format!("cannot create the database {}: {e}", db.display()))?;
-    Ok(db)
+    Ok(())
 }
 
 /// The effective uid (the owner of our own /proc entry).

@@ -17,7 +17,7 @@ use tokio::sync::oneshot::error::TryRecvError;
 
 use super::{
     Dispatcher, KILL_GRACE, OUTPUT_CAP, exhausted, from_exec, handed_back, record_waits_ms, stamp,
-    unclaim_job, unrecorded,
+    unclaim_ids, unrecorded,
 };
 use crate::config::HandlerConfig;
 use crate::dispatch::exec::ExecSpec;
@@ -146,9 +146,9 @@ impl Dispatcher {
     ) -> Sent {
         let next = self.next_step(h, &c, &rec);
         let rec = Arc::new(rec);
-        let job = self.record_job(h, &c, rec.clone(), next, want);
+        let record = self.record_of(h, &c, rec.clone(), next, want);
         Sent {
-            reply: self.inner.store.send_patient(job),
+            reply: self.inner.store.record_patient(record),
             h: h.clone(),
             c,
             rec,
@@ -204,8 +204,9 @@ impl Dispatcher {
                 break;
             }
             std::thread::sleep(Duration::from_millis(wait_ms));
-            let job = self.record_job(&s.h, &s.c, s.rec.clone(), s.next, s.want);
-            if let Some(claimed) = self.recorded(&s.h, &s.c, self.inner.store.write_blocking(job)) {
+            let record = self.record_of(&s.h, &s.c, s.rec.clone(), s.next, s.want);
+            let result = self.inner.store.record_blocking(record);
+            if let Some(claimed) = self.recorded(&s.h, &s.c, result) {
                 return claimed;
             }
         }
@@ -215,8 +216,8 @@ impl Dispatcher {
 
     /// `hand_back`, from this thread.
     fn hand_back_now(&self, claimed: VecDeque<Claimed>) {
-        if let Some(job) = unclaim_job(&claimed) {
-            handed_back(self.inner.store.write_blocking(job));
+        if let Some(ids) = unclaim_ids(&claimed) {
+            handed_back(self.inner.store.unclaim_blocking(ids));
         }
     }
 }

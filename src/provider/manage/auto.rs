@@ -41,7 +41,7 @@ pub async fn register_auto(cfg: &Config, store: &Store, runtime: &SharedRuntime)
             Err(e) => tracing::error!(source = %src.name, "registration failed: {e}"),
         }
     }
-    if let Err(e) = refresh_issued(runtime, store).await {
+    if let Err(e) = refresh_issued(runtime, &store.clone().into()).await {
         tracing::error!("cannot load the provider secrets just saved: {e}");
     }
     ok

@@ -179,3 +179,41 @@ where
         }
     }
 }
+
+/// One connection outside the pool, for state that lives as long as a
+/// session does (advisory locks). `lost` fires when the connection ends.
+pub async fn session(
+    cfg: &Config,
+    lost: CancellationToken,
+) -> Result<tokio_postgres::Client, String> {
+    let mut cfg = cfg.clone();
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(WAIT);
+    }
+    // A replica that vanishes without closing its socket (power, network)
+    // is noticed by its own side; the server's tcp_keepalives_* decide
+    // when PostgreSQL lets go of its locks.
+    cfg.keepalives(true).keepalives_idle(Duration::from_secs(10));
+    match tls_for(&cfg)? {
+        Tls::Off => spawn_session(cfg.connect(NoTls).await, lost),
+        Tls::Rustls(t) => spawn_session(cfg.connect(t).await, lost),
+    }
+}
+
+fn spawn_session<S, T>(
+    connected: Result<(tokio_postgres::Client, tokio_postgres::Connection<S, T>), tokio_postgres::Error>,
+    lost: CancellationToken,
+) -> Result<tokio_postgres::Client, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, conn) = connected.map_err(|e| super::describe(&e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!("PostgreSQL session lost: {}", super::describe(&e));
+        }
+        lost.cancel();
+    });
+    Ok(client)
+}

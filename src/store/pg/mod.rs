@@ -18,6 +18,7 @@ mod batch;
 pub mod connect;
 pub mod deliveries;
 pub mod events;
+mod owner;
 pub mod pull;
 pub mod rejected;
 mod replica;
@@ -80,8 +81,12 @@ pub struct PgStore {
 
 struct Inner {
     pool: Pool,
+    /// The server's address and credentials, for sessions outside the pool.
+    cfg: tokio_postgres::Config,
+    /// The session holding this replica's pull-source locks.
+    owner: owner::Owner,
     /// This replica's name on its leases.
-    owner: String,
+    name: String,
     opts: PgOptions,
     ingest: mpsc::Sender<batch::Job>,
     /// Woken when any replica queued work (NOTIFY).
@@ -180,7 +185,12 @@ impl PgStore {
         let work = Arc::new(Notify::new());
         let ingest = batch::start(pool.clone(), &opts, stop.clone());
         let (ready, mut listening) = watch::channel(false);
-        tokio::spawn(connect::listen(cfg, work.clone(), ready, stop.clone()));
+        tokio::spawn(connect::listen(
+            cfg.clone(),
+            work.clone(),
+            ready,
+            stop.clone(),
+        ));
         // Work queued from here on wakes this replica; without LISTEN it
         // still runs, on its slow poll.
         let listen = tokio::time::timeout(LISTEN_WAIT, listening.wait_for(|on| *on));
@@ -192,7 +202,9 @@ impl PgStore {
         let store = PgStore {
             inner: Arc::new(Inner {
                 pool,
-                owner: replica_name(),
+                cfg,
+                owner: owner::Owner::default(),
+                name: replica_name(),
                 opts,
                 ingest,
                 work,
@@ -205,7 +217,7 @@ impl PgStore {
 
     /// This replica's name on the leases it holds.
     pub fn owner(&self) -> &str {
-        &self.inner.owner
+        &self.inner.name
     }
 
     /// Notified when any replica queued work.
