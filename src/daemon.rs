@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::config::StoreConfig;
 use crate::console::{self, Console};
 use crate::dispatch::queue::Dispatcher;
 use crate::dispatch::started::StartLog;
@@ -30,7 +31,6 @@ use crate::server::{self, Limits};
 use crate::source::ingest::Ingest;
 use crate::source::pull::{self, PullCtx, PullSources};
 use crate::source::push;
-use crate::config::StoreConfig;
 use crate::store::pg::{PgOptions, PgStore};
 use crate::store::{Backend, Store, StoreOptions};
 use crate::timefmt;
@@ -475,7 +475,10 @@ async fn prune_loop(store: Backend, runtime: SharedRuntime, stop: CancellationTo
 }
 
 /// Prunes everything older than `retention`; returns how many events went.
-pub async fn prune(store: &Backend, retention: Duration) -> Result<usize, crate::store::StoreError> {
+pub async fn prune(
+    store: &Backend,
+    retention: Duration,
+) -> Result<usize, crate::store::StoreError> {
     let before = timefmt::now_micros() - retention.as_micros().min(i64::MAX as u128) as i64;
     let mut total = 0;
     loop {

@@ -82,7 +82,10 @@ impl Validator {
         }
         let pool_size = r.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
         if !(2..=1000).contains(&pool_size) {
-            return at(&p.key("pool_size"), Err("must be between 2 and 1000".into()));
+            return at(
+                &p.key("pool_size"),
+                Err("must be between 2 and 1000".into()),
+            );
         }
         let kp = p.key("url");
         let url_ref = SecretRef::parse(&url);

@@ -20,10 +20,10 @@ use super::ingest::{Inbound, Ingest};
 use crate::config::{Auth, Config, PullConfig};
 use crate::provider::Mode;
 use crate::secret::Secret;
+use crate::store::StoreError;
 use crate::store::cursors::{self, Advance};
 use crate::store::events::{Ingested, NewEvent};
 use crate::store::pull_status::{Counts, State};
-use crate::store::StoreError;
 use crate::timefmt;
 use crate::verify::Request;
 
@@ -385,8 +385,7 @@ impl PullSources {
             let _ = t.await;
         }
         let keep: Vec<String> = wanted.keys().cloned().collect();
-        if let Err(e) = self.ctx.ingest.store.pull_retain(keep).await
-        {
+        if let Err(e) = self.ctx.ingest.store.pull_retain(keep).await {
             tracing::debug!("could not tidy pull statuses: {e}");
         }
         for (name, w) in wanted {

@@ -17,8 +17,7 @@ use std::collections::HashMap;
 
 use super::cursors::{self, Advance, Cursor};
 use super::deliveries::{
-    self, AttemptRecord, AttemptRow, Claimed, DeliveryFilter, DeliveryRow, Next, Record,
-    Recovered,
+    self, AttemptRecord, AttemptRow, Claimed, DeliveryFilter, DeliveryRow, Next, Record, Recovered,
 };
 use super::events::{self, Ingested, NewEvent};
 use super::pg::{PgStore, PoolFigures};
@@ -229,7 +228,11 @@ impl Backend {
     }
 
     /// Handlers (of `names`) with a delivery due at `now`.
-    pub async fn handlers_with_due_work(&self, names: Vec<String>, now: i64) -> Result<Vec<String>> {
+    pub async fn handlers_with_due_work(
+        &self,
+        names: Vec<String>,
+        now: i64,
+    ) -> Result<Vec<String>> {
         match self {
             Backend::Sqlite(s) => {
                 s.read(move |c| deliveries::handlers_with_due_work(c, &names, now))

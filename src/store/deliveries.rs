@@ -201,7 +201,11 @@ pub fn record(conn: &Connection, r: &Record) -> Result<Vec<Claimed>> {
 }
 
 /// Handlers (of `names`) that have a delivery due at `now`: one index probe each.
-pub fn handlers_with_due_work(conn: &Connection, names: &[String], now: i64) -> Result<Vec<String>> {
+pub fn handlers_with_due_work(
+    conn: &Connection,
+    names: &[String],
+    now: i64,
+) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT 1 FROM deliveries
          WHERE handler = ?1 AND status IN ('pending', 'failed') AND next_attempt_at <= ?2 LIMIT 1",

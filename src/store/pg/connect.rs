@@ -193,7 +193,8 @@ pub async fn session(
     // A replica that vanishes without closing its socket (power, network)
     // is noticed by its own side; the server's tcp_keepalives_* decide
     // when PostgreSQL lets go of its locks.
-    cfg.keepalives(true).keepalives_idle(Duration::from_secs(10));
+    cfg.keepalives(true)
+        .keepalives_idle(Duration::from_secs(10));
     match tls_for(&cfg)? {
         Tls::Off => spawn_session(cfg.connect(NoTls).await, lost),
         Tls::Rustls(t) => spawn_session(cfg.connect(t).await, lost),
@@ -201,7 +202,10 @@ pub async fn session(
 }
 
 fn spawn_session<S, T>(
-    connected: Result<(tokio_postgres::Client, tokio_postgres::Connection<S, T>), tokio_postgres::Error>,
+    connected: Result<
+        (tokio_postgres::Client, tokio_postgres::Connection<S, T>),
+        tokio_postgres::Error,
+    >,
     lost: CancellationToken,
 ) -> Result<tokio_postgres::Client, String>
 where

@@ -177,9 +177,15 @@ impl PgStore {
             .get()
             .await
             .map_err(|e| format!("cannot connect to {target}: {}", pool_error(&e)))?;
-        schema::migrate(&mut client)
+        let found = schema::migrate(&mut client)
             .await
             .map_err(|e| format!("{target}: {e}"))?;
+        if found < schema::VERSION {
+            tracing::info!(
+                "migrated {target} from schema version {found} to {}",
+                schema::VERSION
+            );
+        }
         drop(client);
         let stop = CancellationToken::new();
         let work = Arc::new(Notify::new());

@@ -108,7 +108,11 @@ impl PgStore {
             )
             .await
         {
-            tracing::warn!(source, "cannot release the pull source's lock: {}", super::describe(&e));
+            tracing::warn!(
+                source,
+                "cannot release the pull source's lock: {}",
+                super::describe(&e)
+            );
         }
     }
 }
