@@ -66,10 +66,9 @@ fn links(text: &str) -> Vec<String> {
         if t.starts_with('[')
             && let Some((label, target)) = t.split_once("]:")
             && !label.contains("](")
+            && let Some(target) = target.split_whitespace().next()
         {
-            if let Some(target) = target.split_whitespace().next() {
-                out.push(target.to_string());
-            }
+            out.push(target.to_string());
         }
     }
     out
