@@ -8,6 +8,8 @@
 //! immutable; a reload builds a new one and swaps it in whole.
 
 pub mod http;
+#[doc(hidden)]
+pub mod keys;
 pub mod locate;
 mod pull;
 mod store;

@@ -11,7 +11,7 @@
 //! builder reads the first bytes without a deadline, and an HTTP/2
 //! connection may sit with no stream for ever (its pings are answered by
 //! any client). Each connection therefore counts its requests in flight
-//! ([`Activity`]); one that has had none for `header_timeout` is asked to
+//! (`Activity`); one that has had none for `header_timeout` is asked to
 //! close, and dropped if it is still open one more `header_timeout` later.
 //! So nobody holds a connection slot without using it.
 

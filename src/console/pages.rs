@@ -238,7 +238,7 @@ fn mark_held(state_dir: &std::path::Path, rows: &mut [DeliveryRow]) {
     }
 }
 
-/// The [`HEADLINE`] figures from the Prometheus text, summed over labels.
+/// The `HEADLINE` figures from the Prometheus text, summed over labels.
 pub fn headline(text: &str) -> Vec<(&'static str, f64)> {
     HEADLINE
         .iter()

@@ -26,7 +26,7 @@ pub(super) const PIPE_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// What to run for one attempt.
 #[derive(Clone)]
 pub struct ExecSpec {
-    /// argv; argv[0] without '/' is looked up in the PATH given in `env`.
+    /// argv; `argv[0]` without '/' is looked up in the PATH given in `env`.
     pub command: Vec<String>,
     pub working_dir: PathBuf,
     /// The complete environment of the handler; nothing is inherited.

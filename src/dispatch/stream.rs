@@ -43,7 +43,7 @@ const MIN_RESTART_DELAY: Duration = Duration::from_millis(1);
 pub struct StreamSpec {
     /// Handler name, for logs.
     pub name: String,
-    /// argv; argv[0] without '/' is looked up in the PATH given in `env`.
+    /// argv; `argv[0]` without '/' is looked up in the PATH given in `env`.
     pub command: Vec<String>,
     pub working_dir: PathBuf,
     /// The complete environment of the process; nothing is inherited.

@@ -6,7 +6,7 @@
 //! the position it reaches, so a crash between pages re-reads at most one
 //! page (and its events are duplicates).
 //!
-//! Where each request starts ([`Pager`]): the first request of a cycle
+//! Where each request starts (`Pager`): the first request of a cycle
 //! re-reads a small `overlap` before the stored time, for events stored by
 //! the provider a moment late. Within the cycle, each next page starts one
 //! tick (of the cursor's resolution) before the newest item of the page

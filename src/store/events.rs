@@ -127,7 +127,7 @@ pub struct EventFilter {
     pub before: Option<i64>,
 }
 
-/// The statuses [`STATUS_SQL`] gives an event (`--status` of the listings).
+/// The statuses `STATUS_SQL` gives an event (`--status` of the listings).
 pub const STATUSES: [&str; 6] = [
     "unrouted",
     "pending",

@@ -1,6 +1,6 @@
 //! Durable state: one SQLite database in the state directory.
 //!
-//! All writes go through a single writer thread ([`writer`]) that commits
+//! All writes go through a single writer thread (`writer`) that commits
 //! concurrent requests together (group commit), so many pushes share one
 //! fsync and each is answered only after its own transaction committed.
 //! Reads use their own connections (WAL lets them run beside the writer).

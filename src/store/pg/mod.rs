@@ -3,7 +3,7 @@
 //! There is no single writer here: concurrency comes from a pool of
 //! connections, and PostgreSQL's locks keep replicas apart. Ingest still
 //! commits in groups: events queued while a commit is in flight go
-//! together in the next transaction ([`batch`]), and each caller is
+//! together in the next transaction (`batch`), and each caller is
 //! answered only after its own transaction committed. A delivery is run by
 //! the replica that claimed it, under a lease this replica renews in the
 //! background; a replica that stops renewing (killed, cut off) loses its
