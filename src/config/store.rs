@@ -7,9 +7,10 @@
 //! is checked here, so a typo is a config error naming file, line and key;
 //! whether the database answers is for start-up to find out.
 //!
-//! Until the daemon and the CLI run on PostgreSQL, every entry point that
-//! opens the store refuses a PostgreSQL store ([`Config::require_sqlite`])
-//! with a message saying so: the key is never accepted and then ignored.
+//! `lease` and `pool_size` tune a PostgreSQL store and are refused without
+//! `url`. An entry point that cannot use PostgreSQL yet refuses it with a
+//! message saying so ([`Config::require_sqlite`]): the key is never
+//! accepted and then ignored.
 
 use serde::Deserialize;
 
