@@ -19,11 +19,18 @@
 //! Two handlers take every event: an exec handler and a stream handler.
 //! Both log `event_id attempt` per invocation to a file.
 //!
+//! PostgreSQL mode: three replicas on one database take the pushes (each
+//! worker sends to one of them) and each round SIGKILLs one replica at
+//! random, restarted in the next round; the same accounting follows. A
+//! killed replica's runs are taken over by the others once its lease ran
+//! out, each counted as interrupted.
+//!
 //! Short by default (4 rounds) so CI stays fast. The long form:
 //! `HOOKD_CRASH_ROUNDS=20 cargo test --test crash`;
 //! `HOOKD_CRASH_SEED=N` replays a seed. The counts are printed either way.
 
 mod dispatch_support;
+mod pg_support;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -104,6 +111,14 @@ fn report(line: &str) {
 }
 
 fn config(dir: &Path) -> std::path::PathBuf {
+    config_in(dir, dir, "")
+}
+
+/// The config at `at/receiver.toml` (state in `at/state`), with `store`
+/// (a `[store]` table, or nothing for SQLite); handlers run in `work` and
+/// log there, so replicas share their logs.
+fn config_in(work: &Path, at: &Path, store: &str) -> std::path::PathBuf {
+    let dir = work;
     let exec = sh(&write_script(
         dir,
         "exec.sh",
@@ -125,18 +140,20 @@ for line in sys.stdin:
     ));
     let handler = |name: &str, command: &[String], kind: &str| {
         format!(
-            "[[handler]]\nname = \"{name}\"\nevents = [\"*\"]\ncommand = {}\nkind = \"{kind}\"\nconcurrency = 4\nmax_attempts = 1000\ntimeout = \"60s\"\nbackoff = {{ initial = \"10ms\", max = \"200ms\" }}\n\n",
-            serde_json::to_string(command).unwrap()
+            "[[handler]]\nname = \"{name}\"\nevents = [\"*\"]\ncommand = {}\nkind = \"{kind}\"\nworking_dir = \"{}\"\nconcurrency = 4\nmax_attempts = 1000\ntimeout = \"60s\"\nbackoff = {{ initial = \"10ms\", max = \"200ms\" }}\n\n",
+            serde_json::to_string(command).unwrap(),
+            work.display()
         )
     };
     let body = format!(
-        "[daemon]\nstate_dir = \"{}\"\nshutdown_grace = \"10s\"\n\n[server]\nlisten = [\"127.0.0.1:0\"]\n\n{}{}{}",
-        dir.join("state").display(),
+        "[daemon]\nstate_dir = \"{}\"\nshutdown_grace = \"10s\"\n\n[server]\nlisten = [\"127.0.0.1:0\"]\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{store}{}{}{}",
+        at.join("state").display(),
         generic_source("s", KEY),
         handler("exec", &exec, "exec"),
         handler("stream", &stream, "stream"),
     );
-    let path = dir.join("receiver.toml");
+    std::fs::create_dir_all(at).unwrap();
+    let path = at.join("receiver.toml");
     std::fs::write(&path, body).unwrap();
     path
 }
@@ -209,6 +226,20 @@ async fn crash_round(
 ) -> u64 {
     let p = Proc::spawn(cfg, &[]);
     let url = p.url("/hooks/s");
+    pushes_until_kill(c, &[url], round, rng, ledger, move || p.kill()).await
+}
+
+/// Pushes concurrently (worker `w` to `urls[w % n]`), retries first, and
+/// calls `kill` at a random moment; then settles the ledger. Returns the
+/// delay of the kill.
+async fn pushes_until_kill(
+    c: &reqwest::Client,
+    urls: &[String],
+    round: usize,
+    rng: &mut fastrand::Rng,
+    ledger: &mut Ledger,
+    kill: impl FnOnce(),
+) -> u64 {
     let stop = Arc::new(AtomicBool::new(false));
     let retries: Vec<String> = std::mem::take(&mut ledger.unacked).into_iter().collect();
     let mut tasks = Vec::new();
@@ -216,7 +247,7 @@ async fn crash_round(
         let mine: Vec<String> = retries.iter().skip(w).step_by(WORKERS).cloned().collect();
         tasks.push(tokio::spawn(worker(
             c.clone(),
-            url.clone(),
+            urls[w % urls.len()].clone(),
             round,
             w,
             mine,
@@ -228,7 +259,7 @@ async fn crash_round(
     tokio::time::sleep(Duration::from_millis(delay)).await;
     // Pushes in flight now still meet the kill; no new ones start after it.
     stop.store(true, Ordering::Relaxed);
-    p.kill();
+    kill();
     for t in tasks {
         for (id, answer) in t.await.unwrap() {
             ledger.record(id, answer);
@@ -283,8 +314,82 @@ fn invocations(path: &Path) -> BTreeMap<String, Vec<i64>> {
     out
 }
 
-fn check(dir: &Path, ledger: &Ledger, rounds: usize) -> Counts {
+/// What the store holds at the end, whichever store it is.
+#[derive(Default)]
+struct Snapshot {
+    /// event_id of every stored event of source `s`.
+    stored: Vec<String>,
+    /// (event_id, handler) → (status, attempts counter).
+    deliveries: BTreeMap<(String, String), (String, i64)>,
+    /// (event_id, handler) → (attempt, outcome), in the order recorded.
+    attempts: BTreeMap<(String, String), Vec<(i64, String)>>,
+}
+
+const STORED_SQL: &str = "SELECT event_id FROM events WHERE source = 's'";
+const DELIVERIES_SQL: &str =
+    "SELECT e.event_id, d.handler, d.status, d.attempts::bigint FROM deliveries d
+     JOIN events e ON e.id = d.event";
+const ATTEMPTS_SQL: &str =
+    "SELECT e.event_id, d.handler, a.attempt::bigint, a.outcome FROM attempts a
+     JOIN deliveries d ON d.id = a.delivery JOIN events e ON e.id = d.event ORDER BY a.id";
+
+fn snapshot_sqlite(dir: &Path) -> Snapshot {
     let c = state_db(dir);
+    let mut s = Snapshot::default();
+    let sql = |q: &str| q.replace("::bigint", "");
+    s.stored = c
+        .prepare(&sql(STORED_SQL))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut stmt = c.prepare(&sql(DELIVERIES_SQL)).unwrap();
+    for row in stmt
+        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?))))
+        .unwrap()
+    {
+        let (k, v) = row.unwrap();
+        s.deliveries.insert(k, v);
+    }
+    let mut stmt = c.prepare(&sql(ATTEMPTS_SQL)).unwrap();
+    for row in stmt
+        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?))))
+        .unwrap()
+    {
+        let (k, v) = row.unwrap();
+        s.attempts.entry(k).or_default().push(v);
+    }
+    s
+}
+
+async fn snapshot_pg(url: &str) -> Snapshot {
+    let (db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut s = Snapshot::default();
+    s.stored = db
+        .query(STORED_SQL, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for r in db.query(DELIVERIES_SQL, &[]).await.unwrap() {
+        s.deliveries
+            .insert((r.get(0), r.get(1)), (r.get(2), r.get(3)));
+    }
+    for r in db.query(ATTEMPTS_SQL, &[]).await.unwrap() {
+        s.attempts
+            .entry((r.get(0), r.get(1)))
+            .or_default()
+            .push((r.get(2), r.get(3)));
+    }
+    s
+}
+
+fn check(dir: &Path, snap: &Snapshot, ledger: &Ledger, rounds: usize) -> Counts {
     let mut n = Counts {
         rounds,
         pushed: ledger.pushed.len(),
@@ -292,13 +397,7 @@ fn check(dir: &Path, ledger: &Ledger, rounds: usize) -> Counts {
         committed_unanswered: ledger.committed_unanswered,
         ..Default::default()
     };
-    let stored: Vec<String> = c
-        .prepare("SELECT event_id FROM events WHERE source = 's'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let stored = &snap.stored;
     let unique: BTreeSet<&String> = stored.iter().collect();
     n.stored = unique.len();
     n.duplicates = stored.len() - unique.len();
@@ -314,35 +413,7 @@ fn check(dir: &Path, ledger: &Ledger, rounds: usize) -> Counts {
         }
     }
 
-    // (event_id, handler) → (status, attempts counter, attempt rows).
-    let mut deliveries: BTreeMap<(String, String), (String, i64)> = BTreeMap::new();
-    let mut stmt = c
-        .prepare(
-            "SELECT e.event_id, d.handler, d.status, d.attempts FROM deliveries d
-             JOIN events e ON e.id = d.event",
-        )
-        .unwrap();
-    for row in stmt
-        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?))))
-        .unwrap()
-    {
-        let (k, v) = row.unwrap();
-        deliveries.insert(k, v);
-    }
-    let mut rows: BTreeMap<(String, String), Vec<(i64, String)>> = BTreeMap::new();
-    let mut stmt = c
-        .prepare(
-            "SELECT e.event_id, d.handler, a.attempt, a.outcome FROM attempts a
-             JOIN deliveries d ON d.id = a.delivery JOIN events e ON e.id = d.event ORDER BY a.id",
-        )
-        .unwrap();
-    for row in stmt
-        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?))))
-        .unwrap()
-    {
-        let (k, v) = row.unwrap();
-        rows.entry(k).or_default().push(v);
-    }
+    let (deliveries, rows) = (&snap.deliveries, &snap.attempts);
 
     for handler in HANDLERS {
         let logged = invocations(&dir.join(format!("{handler}.log")));
@@ -432,7 +503,12 @@ async fn sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice() {
         ));
     }
     final_run(&client, &cfg, dir, &mut ledger).await;
-    let n = check(dir, &ledger, rounds);
+    let n = check(dir, &snapshot_sqlite(dir), &ledger, rounds);
+    assert_accounted(&n);
+}
+
+/// Prints the counts and fails on anything lost, doubled or left over.
+fn assert_accounted(n: &Counts) {
     report(&format!(
         "crash harness: rounds {} pushed {} acked {} (of which committed before the kill, answered on retry: {}) stored {} lost {} duplicates {} stranded {} dead {} re-runs {} interrupted-attempts {}",
         n.rounds,
@@ -466,4 +542,103 @@ async fn sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice() {
         "{} violation(s)",
         n.violations.len()
     );
+}
+
+const REPLICAS: usize = 3;
+const PG_URL_VAR: &str = "HOOKD_CRASH_PG_URL";
+
+fn spawn_replica(cfg: &Path, url: &str) -> Proc {
+    Proc::spawn(cfg, &[(PG_URL_VAR, url)])
+}
+
+/// Waits until no delivery in the PostgreSQL store is open.
+async fn pg_settled(url: &str, limit: Duration) {
+    let (db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    support::eventually_async(limit, || async {
+        let open: i64 = db
+            .query_one(
+                "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'running', 'failed')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (open == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_postgresql_sigkilled_at_random_lose_nothing_and_run_nothing_twice() {
+    let Some(db) = pg_support::database() else {
+        return;
+    };
+    let rounds = rounds();
+    let seed = seed();
+    report(&format!(
+        "crash harness (PostgreSQL, {REPLICAS} replicas): {rounds} round(s), seed {seed} (HOOKD_CRASH_SEED to replay)"
+    ));
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = format!("[store]\nurl = \"env:{PG_URL_VAR}\"\nlease = \"3s\"\n\n");
+    let cfgs: Vec<_> = (0..REPLICAS)
+        .map(|n| config_in(dir, &dir.join(format!("r{n}")), &store))
+        .collect();
+    let mut procs: Vec<Option<Proc>> = cfgs.iter().map(|_| None).collect();
+    let mut ledger = Ledger::default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    for round in 0..rounds {
+        for (p, cfg) in procs.iter_mut().zip(&cfgs) {
+            if p.is_none() {
+                *p = Some(spawn_replica(cfg, &db.url));
+            }
+        }
+        let urls: Vec<String> = procs.iter().flatten().map(|p| p.url("/hooks/s")).collect();
+        let victim = rng.usize(0..REPLICAS);
+        let killed = procs[victim].take().unwrap();
+        let delay = pushes_until_kill(&client, &urls, round, &mut rng, &mut ledger, move || {
+            killed.kill()
+        })
+        .await;
+        report(&format!(
+            "  round {round}: replica {victim} killed {delay} ms in; pushed {}, acked {}, unanswered {}",
+            ledger.pushed.len(),
+            ledger.acked.len(),
+            ledger.unacked.len()
+        ));
+    }
+    for (p, cfg) in procs.iter_mut().zip(&cfgs) {
+        if p.is_none() {
+            *p = Some(spawn_replica(cfg, &db.url));
+        }
+    }
+    let urls: Vec<String> = procs.iter().flatten().map(|p| p.url("/hooks/s")).collect();
+    for (i, id) in std::mem::take(&mut ledger.unacked).into_iter().enumerate() {
+        let mut tries = 0;
+        loop {
+            let answer = push(&client, &urls[(i + tries) % urls.len()], &id).await;
+            ledger.record(id.clone(), answer);
+            if answer != Answer::Failed {
+                break;
+            }
+            tries += 1;
+            assert!(tries < 50, "push {id} never answered 2xx");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    pg_settled(&db.url, Duration::from_secs(600)).await;
+    for mut p in procs.into_iter().flatten() {
+        p.signal(libc::SIGTERM);
+        p.wait_for("STOPPING=1");
+        assert_eq!(p.wait(Duration::from_secs(60)), Some(0));
+    }
+    let n = check(dir, &snapshot_pg(&db.url).await, &ledger, rounds);
+    assert_accounted(&n);
 }

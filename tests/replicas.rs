@@ -16,12 +16,11 @@ mod pull_sim;
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pull_sim::{KEY, Sim};
-use support::{Proc, generic_source, post_signed, script};
+use support::{Proc, eventually_async, generic_source, post_signed, script};
 
 const LONG: Duration = Duration::from_secs(60);
 const SECRET: &str = "replica-secret";
@@ -51,18 +50,6 @@ async fn raw(url: &str) -> tokio_postgres::Client {
 
 async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
     db.query_one(sql, &[]).await.unwrap().get(0)
-}
-
-/// Polls `f` until it answers, up to `limit`.
-async fn until<T, F: Future<Output = Option<T>>>(limit: Duration, mut f: impl FnMut() -> F) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not reached within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A handler `h` for every event, running `command`.
@@ -153,7 +140,7 @@ async fn three_replicas_drain_one_queue_running_each_delivery_once() {
         assert_eq!((status, j["status"].as_str()), (200, Some("accepted")));
     }
     let pg = raw(&db.url).await;
-    until(LONG, || async {
+    eventually_async(LONG, || async {
         let done = count(
             &pg,
             "SELECT COUNT(*) FROM deliveries WHERE status = 'succeeded'",
@@ -211,7 +198,7 @@ async fn a_replica_killed_mid_handler_loses_its_run_to_another() {
     let client = reqwest::Client::new();
     let (status, _) = post_signed(&client, &a.url("/hooks/s"), SECRET, &event("k1")).await;
     assert_eq!(status, 200);
-    let pid: i32 = until(LONG, || async {
+    let pid: i32 = eventually_async(LONG, || async {
         std::fs::read_to_string(&started)
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -231,14 +218,14 @@ async fn a_replica_killed_mid_handler_loses_its_run_to_another() {
     unsafe {
         libc::kill(pid, libc::SIGKILL);
     }
-    let lines = until(LONG, || async {
+    let lines = eventually_async(LONG, || async {
         let l = support::lines(&done);
         (!l.is_empty()).then_some(l)
     })
     .await;
     assert_eq!(lines, vec!["k1 r2".to_string()]);
     let pg = raw(&db.url).await;
-    let rows = until(LONG, || async {
+    let rows = eventually_async(LONG, || async {
         let rows = pg
             .query(
                 "SELECT a.attempt, a.outcome FROM attempts a
@@ -305,24 +292,24 @@ async fn a_pull_source_runs_on_one_replica_and_fails_over() {
         }
     };
     sim.push(5);
-    until(LONG, stored(5)).await;
+    eventually_async(LONG, stored(5)).await;
     let b = start(&replica_config(root.path(), 2, &body), &db.url);
-    until(LONG, || async {
+    eventually_async(LONG, || async {
         b.stderr().contains("standing by").then_some(())
     })
     .await;
     assert_eq!(sim.connections(), 1, "only the owner holds the stream");
     sim.push(5);
-    until(LONG, stored(10)).await;
+    eventually_async(LONG, stored(10)).await;
     a.kill();
-    until(LONG, || async {
+    eventually_async(LONG, || async {
         b.stderr()
             .contains("took the pull source over")
             .then_some(())
     })
     .await;
     sim.push(5);
-    until(LONG, stored(15)).await;
+    eventually_async(LONG, stored(15)).await;
     assert_eq!(
         count(&pg, "SELECT COUNT(*) FROM events WHERE source = 'feed'").await,
         15,
