@@ -374,6 +374,21 @@ mod tests {
     }
 
     #[test]
+    fn ids_and_types_with_nul_or_other_control_characters_are_refused() {
+        // PostgreSQL text cannot hold NUL: refused here (422), both stores
+        // answer alike instead of one failing the commit.
+        let s = spec(&["json:/id"], &["json:/type"], &[]);
+        let h = HeaderMap::new();
+        for bad in [r#""a\u0000b""#, r#""a\nb""#, r#""\u001b[31m""#] {
+            let id = run(&s, &h, &format!(r#"{{"id":{bad},"type":"t"}}"#));
+            assert!(matches!(id, Err(ExtractError::NoId(_))), "{bad}: {id:?}");
+            let ty = run(&s, &h, &format!(r#"{{"id":"i","type":{bad}}}"#));
+            assert!(matches!(ty, Err(ExtractError::NoType(_))), "{bad}: {ty:?}");
+        }
+        assert!(run(&s, &h, r#"{"id":"a b","type":"t"}"#).is_ok());
+    }
+
+    #[test]
     fn hash_of_pointers_ignores_formatting_and_other_fields() {
         let s = spec(
             &["hash:/account_id,/event,/timestamp"],
