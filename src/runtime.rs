@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{Config, SourceConfig};
 use crate::provider::Mode;
-use crate::store::{Store, StoreError, subscriptions};
+use crate::store::{Backend, Store, StoreError};
 use crate::verify::Key;
 
 pub struct Runtime {
@@ -106,14 +106,14 @@ fn fingerprint(issued: &HashMap<String, Vec<Vec<u8>>>) -> [u8; 32] {
 }
 
 /// Loads secrets providers issued since the runtime was built (by `hookd
-/// register` in another process, or the daemon's own auto-registration)
-/// and, if there are new ones, swaps in a runtime that accepts them.
-/// Returns the runtime in effect afterwards.
-pub async fn refresh_issued(
+/// register` in another process, another replica, or the daemon's own
+/// auto-registration) and, if there are new ones, swaps in a runtime that
+/// accepts them. Returns the runtime in effect afterwards.
+pub async fn refresh_issued_from(
     shared: &SharedRuntime,
-    store: &Store,
+    store: &Backend,
 ) -> Result<Arc<Runtime>, StoreError> {
-    let issued = store.read(subscriptions::issued_secrets).await?;
+    let issued = store.issued_secrets().await?;
     let current = shared.load_full();
     if current.issued == fingerprint(&issued) {
         return Ok(current);
@@ -127,4 +127,12 @@ pub async fn refresh_issued(
         // Someone else swapped first (a reload, or another refresh).
         Ok(shared.load_full())
     }
+}
+
+/// [`refresh_issued_from`] a SQLite store.
+pub async fn refresh_issued(
+    shared: &SharedRuntime,
+    store: &Store,
+) -> Result<Arc<Runtime>, StoreError> {
+    refresh_issued_from(shared, &Backend::Sqlite(store.clone())).await
 }

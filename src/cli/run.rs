@@ -138,7 +138,12 @@ fn register_auto(
         if let Some(p) = previous {
             let _ = p.await;
         }
-        crate::provider::manage::auto::register_auto(&cfg, &store, &runtime).await;
+        crate::provider::manage::auto::register_auto(
+            &cfg,
+            &crate::store::Backend::Sqlite(store),
+            &runtime,
+        )
+        .await;
         // SSE/poll sources waiting for their webhook id look again.
         registered.notify();
     })

@@ -20,6 +20,7 @@ pub mod deliveries;
 pub mod events;
 pub mod rejected;
 pub mod schema;
+pub mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Duration;
