@@ -10,6 +10,7 @@
 mod backend;
 mod backend_subscriptions;
 mod checkpoint;
+pub mod copy;
 pub mod cursors;
 pub mod deliveries;
 pub mod events;
