@@ -7,9 +7,10 @@
 //! is checked here, so a typo is a config error naming file, line and key;
 //! whether the database answers is for start-up to find out.
 //!
-//! Until the daemon and the CLI run on PostgreSQL, every entry point that
-//! opens the store refuses a PostgreSQL store ([`Config::require_sqlite`])
-//! with a message saying so: the key is never accepted and then ignored.
+//! An entry point that does not run on PostgreSQL yet refuses a PostgreSQL
+//! store ([`Config::require_sqlite`]) with a message saying so: the key is
+//! never accepted and then ignored. The provider verbs (`register`,
+//! `subscriptions`, …) and `hookd store copy` run on it.
 
 use serde::Deserialize;
 
