@@ -90,7 +90,8 @@ impl CreateGate {
     }
 }
 
-/// Waits until some session waits for an advisory lock it cannot have.
+/// Waits until a session on `url`'s database waits for an advisory lock
+/// it cannot have (tests on other databases of the cluster do not count).
 async fn wait_for_lock_waiter(url: &str) {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
@@ -100,7 +101,8 @@ async fn wait_for_lock_waiter(url: &str) {
     loop {
         let waiting: i64 = client
             .query_one(
-                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 &[],
             )
             .await
@@ -313,4 +315,48 @@ fn an_unreachable_store_is_one_line_without_the_password() {
     );
     assert!(!o.stderr.contains("hunter2"), "{}", o.stderr);
     assert!(sim.requests("/v2/").is_empty());
+}
+
+/// The registration lock is per source, and a holder dropped without
+/// being released (a registration cancelled at shutdown or reload) ends it
+/// with its connection instead of returning a locked session to the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_registration_lock_ends_with_its_connection() {
+    let Some(db) = pg_support::database() else {
+        return;
+    };
+    let open = || {
+        PgStore::open(
+            &db.url,
+            PgOptions {
+                pool_size: 2,
+                ..PgOptions::default()
+            },
+        )
+    };
+    let (a, b) = tokio::join!(open(), open());
+    let (a, b) = (Backend::Postgres(a.unwrap()), Backend::Postgres(b.unwrap()));
+    let held = a.lock_registration("lu").await.unwrap();
+    let other = tokio::time::timeout(LONG, b.lock_registration("lq"))
+        .await
+        .expect("another source's lock must not wait")
+        .unwrap();
+    other.release().await.unwrap();
+
+    let waiter = tokio::spawn(async move { b.lock_registration("lu").await.map(drop) });
+    wait_for_lock_waiter(&db.url).await;
+    assert!(!waiter.is_finished(), "the lock is held by a");
+    drop(held);
+    tokio::time::timeout(LONG, waiter)
+        .await
+        .expect("the lock outlived its dropped holder")
+        .unwrap()
+        .unwrap();
+    // a's pool still works, on a fresh connection.
+    a.lock_registration("lu")
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
 }
