@@ -232,7 +232,10 @@ fn the_provider_verbs_run_on_postgresql() {
         first.starts_with("lu: created LinkUp subscription "),
         "{first}"
     );
-    assert!(first.contains("signing secret saved"), "{first}");
+    assert!(
+        first.contains("signing secret saved in the PostgreSQL store"),
+        "{first}"
+    );
     let hook = sim.linkup_webhooks().pop().unwrap();
     let secret = hook.secret.clone().unwrap();
     assert!(
