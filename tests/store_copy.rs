@@ -350,10 +350,10 @@ async fn every_row_survives_the_copy_and_the_target_must_be_empty() {
         "4 events",
         "4 deliveries",
         "3 attempts",
-        "1 refused requests",
-        "1 pull cursors",
-        "1 pull statuses",
-        "1 saved registrations",
+        "1 refused request",
+        "1 pull cursor",
+        "1 pull status",
+        "1 saved registration",
     ] {
         assert!(out.stdout.contains(line), "{line:?} in {}", out.stdout);
     }

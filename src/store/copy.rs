@@ -68,12 +68,19 @@ impl Kind {
 /// delivery, which SQLite does not have).
 struct Table {
     name: &'static str,
-    /// What the count is called in the summary.
-    label: &'static str,
+    /// What one row and several are called in the summary.
+    label: (&'static str, &'static str),
     columns: &'static [(&'static str, &'static str, Kind)],
     order: &'static str,
     /// Has an identity `id` whose sequence must continue after the copy.
     identity: bool,
+}
+
+impl Table {
+    /// "event" or "events", for `n` rows.
+    fn counted(&self, n: u64) -> &'static str {
+        if n == 1 { self.label.0 } else { self.label.1 }
+    }
 }
 
 use Kind::*;
@@ -82,7 +89,7 @@ use Kind::*;
 const TABLES: &[Table] = &[
     Table {
         name: "events",
-        label: "events",
+        label: ("event", "events"),
         columns: &[
             ("id", "id", Int8),
             ("source", "source", Text),
@@ -104,7 +111,7 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "deliveries",
-        label: "deliveries",
+        label: ("delivery", "deliveries"),
         columns: &[
             ("id", "id", Int8),
             ("event", "event", Int8),
@@ -132,7 +139,7 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "attempts",
-        label: "attempts",
+        label: ("attempt", "attempts"),
         columns: &[
             ("id", "id", Int8),
             ("delivery", "delivery", Int8),
@@ -154,7 +161,7 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "rejected",
-        label: "refused requests",
+        label: ("refused request", "refused requests"),
         columns: &[
             ("id", "id", Int8),
             ("source", "source", Text),
@@ -173,7 +180,7 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "cursors",
-        label: "pull cursors",
+        label: ("pull cursor", "pull cursors"),
         columns: &[
             ("source", "source", Text),
             ("cursor", "cursor", Text),
@@ -186,7 +193,7 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "pull_status",
-        label: "pull statuses",
+        label: ("pull status", "pull statuses"),
         columns: &[
             ("source", "source", Text),
             ("mode", "mode", Text),
@@ -205,7 +212,7 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "subscriptions",
-        label: "saved registrations",
+        label: ("saved registration", "saved registrations"),
         columns: &[
             ("source", "source", Text),
             ("provider", "provider", Text),
@@ -223,21 +230,11 @@ const TABLES: &[Table] = &[
 const CHUNK_ROWS: usize = 1000;
 const CHUNK_BYTES: usize = 8 << 20;
 
-/// How many rows of each table were copied, in [`TABLES`] order.
+/// How many rows of each table were copied, in [`TABLES`] order, each
+/// with what the rows are called ("events", "saved registration").
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Copied {
     pub tables: Vec<(&'static str, u64)>,
-}
-
-impl Copied {
-    /// Rows copied into `table` (its SQL name).
-    pub fn rows(&self, table: &str) -> u64 {
-        TABLES
-            .iter()
-            .zip(&self.tables)
-            .find(|(t, _)| t.name == table)
-            .map_or(0, |(_, (_, n))| *n)
-    }
 }
 
 type Value = Box<dyn ToSql + Send + Sync>;
@@ -311,7 +308,7 @@ pub async fn copy(sqlite: &Path, url: &str, target: Target) -> Result<Copied, St
         let n = write_table(&tx, t, &mut rx_rows)
             .await
             .map_err(|e| format!("{name}: cannot copy {}: {e}", t.name))?;
-        copied.tables.push((t.label, n));
+        copied.tables.push((t.counted(n), n));
     }
     let changed = match rx_rows.recv().await {
         Some(Ok(Msg::Done { changed })) => changed,
@@ -356,7 +353,7 @@ async fn held(
             .await?
             .get(0);
         if n > 0 {
-            out.push(format!("{n} {}", t.label));
+            out.push(format!("{n} {}", t.counted(n as u64)));
         }
     }
     Ok(out)
