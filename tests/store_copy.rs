@@ -449,3 +449,73 @@ fn without_a_sqlite_store_or_a_target_it_says_what_is_missing() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("pass --to postgres://"), "{stderr}");
 }
+
+/// A daemon still writing to the SQLite store while the copy runs: the copy
+/// is refused and the PostgreSQL transaction rolled back. The writer here
+/// commits in a loop from before the copy starts until it ended, so some
+/// commit falls inside the copy's read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_written_during_the_copy_is_refused_and_nothing_is_copied() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let Some(db) = pg_support::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = support::write_config(dir.path(), "");
+    let store = Store::open(&dir.path().join("state"), StoreOptions::default()).unwrap();
+    let events: Vec<NewEvent> = (0..3000)
+        .map(|i| event(&format!("e{i}"), &["h"], &[b'x'; 512]))
+        .collect();
+    Backend::Sqlite(store.clone())
+        .insert_events(events)
+        .await
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, commits) = (stop.clone(), commits.clone());
+        let path = store.path().to_path_buf();
+        std::thread::spawn(move || {
+            let c = hookd::store::connect(&path, false).unwrap();
+            let mut n = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                c.execute(
+                    "INSERT INTO cursors (source, cursor, updated_at) VALUES ('live', ?1, ?1)
+                     ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor",
+                    [n],
+                )
+                .unwrap();
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let before = commits.load(Ordering::Relaxed);
+    let url = db.url.clone();
+    let cfg2 = cfg.clone();
+    let out = tokio::task::spawn_blocking(move || copy(&cfg2, &url, &[]))
+        .await
+        .unwrap();
+    let during = commits.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(during > 0, "the writer never committed during the copy");
+
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("changed while it was being copied (is `hookd run` still running on it?)"),
+        "{}",
+        out.stderr
+    );
+    let raw = raw(&db.url).await;
+    let n: i64 = raw
+        .query_one("SELECT COUNT(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "the copy was rolled back");
+}
