@@ -106,9 +106,9 @@ fn fingerprint(issued: &HashMap<String, Vec<Vec<u8>>>) -> [u8; 32] {
 }
 
 /// Loads secrets providers issued since the runtime was built (by `hookd
-/// register` in another process, or the daemon's own auto-registration)
-/// and, if there are new ones, swaps in a runtime that accepts them.
-/// Returns the runtime in effect afterwards.
+/// register` in another process, another replica, or the daemon's own
+/// auto-registration) and, if there are new ones, swaps in a runtime that
+/// accepts them. Returns the runtime in effect afterwards.
 pub async fn refresh_issued(
     shared: &SharedRuntime,
     store: &Backend,

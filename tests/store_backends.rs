@@ -11,6 +11,7 @@ use hookd::store::deliveries::{AttemptRecord, DeliveryFilter, FAILED, Next, PEND
 use hookd::store::events::{Ingested, NewEvent};
 use hookd::store::pg::{PgOptions, PgStore};
 use hookd::store::rejected::{BODY_KEEP, NewRejection};
+use hookd::store::subscriptions::Registration;
 use hookd::store::{Backend, Store, StoreOptions};
 
 /// Declares each test once per backend.
@@ -49,6 +50,7 @@ on_both_backends!(
     two_claimers_run_each_delivery_once,
     refused_requests_keep_the_newest_truncated,
     prune_keeps_unfinished_work_and_frees_the_key,
+    a_saved_registration_keeps_its_issued_secret,
 );
 
 fn event(source: &str, id: &str, handlers: &[&str]) -> NewEvent {
@@ -324,4 +326,33 @@ async fn prune_keeps_unfinished_work_and_frees_the_key(a: Backend, _: Backend) {
         a.insert_event(event("s", "busy", &["h"])).await.unwrap(),
         Ingested::Duplicate { .. }
     ));
+}
+
+async fn a_saved_registration_keeps_its_issued_secret(a: Backend, b: Backend) {
+    let mut r = Registration {
+        source: "lu".into(),
+        provider: "linkup".into(),
+        remote_id: Some("w1".into()),
+        secret: Some(b"issued once".to_vec()),
+        info: serde_json::json!({"mode": "custom"}),
+        updated_at: 1,
+    };
+    a.save_registration(r.clone()).await.unwrap();
+    assert_eq!(b.registration("lu").await.unwrap().as_ref(), Some(&r));
+    // A later save without a secret (a reuse) keeps the one issued.
+    r.secret = None;
+    r.remote_id = Some("w2".into());
+    r.updated_at = 2;
+    b.save_registration(r.clone()).await.unwrap();
+    let saved = a.registration("lu").await.unwrap().unwrap();
+    assert_eq!(saved.remote_id.as_deref(), Some("w2"));
+    assert_eq!(saved.secret.as_deref(), Some(&b"issued once"[..]));
+    assert_eq!(
+        b.issued_secrets().await.unwrap()["lu"],
+        vec![b"issued once".to_vec()]
+    );
+    assert!(a.registration("other").await.unwrap().is_none());
+    assert!(a.delete_registration("lu").await.unwrap());
+    assert!(!b.delete_registration("lu").await.unwrap());
+    assert!(b.issued_secrets().await.unwrap().is_empty());
 }

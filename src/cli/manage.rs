@@ -1,16 +1,19 @@
 //! What the provider verbs (`register`, `unregister`, `subscriptions`,
 //! `pause`/`resume`, `recover`, `send-test --remote`) share: choosing the
-//! sources, one async runtime, the state store, and reporting one line per
-//! source so that one provider failing does not hide the others' results.
+//! sources, one async runtime, the state store (SQLite in the state
+//! directory, or the PostgreSQL of `[store] url`), and reporting one line
+//! per source so that one provider failing does not hide the others'
+//! results.
 
 use std::future::Future;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, SourceConfig, StoreConfig};
 use crate::provider::manage::{ManageError, Manager};
-use crate::store::{Store, StoreOptions};
+use crate::store::pg::{PgOptions, PgStore};
+use crate::store::{Backend, Store, StoreOptions};
 
 /// The sources named, or (none named) every source with a management API
 /// that `wanted` accepts.
@@ -45,11 +48,32 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// The daemon's store (created if this is the first use of the state dir).
-pub fn store(cfg: &Config) -> anyhow::Result<Store> {
-    cfg.require_sqlite("this hookd verb")
-        .map_err(anyhow::Error::msg)?;
-    Store::open(&cfg.daemon.state_dir, StoreOptions::default()).map_err(anyhow::Error::msg)
+/// Connections a CLI verb keeps to PostgreSQL: one may hold a source's
+/// registration lock while another reads and saves.
+const CLI_POOL: usize = 4;
+
+/// The daemon's store: SQLite in the state directory (created if this is
+/// its first use), or the PostgreSQL database of `[store] url` (migrated
+/// if it is new). Needs a runtime: PostgreSQL is reached asynchronously.
+pub async fn store(cfg: &Config) -> anyhow::Result<Backend> {
+    match &cfg.store {
+        StoreConfig::Sqlite => Ok(Backend::Sqlite(
+            Store::open(&cfg.daemon.state_dir, StoreOptions::default())
+                .map_err(anyhow::Error::msg)?,
+        )),
+        StoreConfig::Postgres(pg) => {
+            let url = std::str::from_utf8(pg.url.expose())
+                .map_err(|_| anyhow::anyhow!("store.url: {} is not UTF-8 text", pg.url_ref))?;
+            let opts = PgOptions {
+                pool_size: CLI_POOL,
+                ..PgOptions::default()
+            };
+            let p = PgStore::open(url, opts)
+                .await
+                .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
+            Ok(Backend::Postgres(p))
+        }
+    }
 }
 
 /// Runs `op` with the state store for each of `sources` (see [`each`]) on
@@ -60,12 +84,14 @@ pub fn each_with_store<'a, F, Fut>(
     mut op: F,
 ) -> anyhow::Result<ExitCode>
 where
-    F: FnMut(Manager, Store) -> Fut,
+    F: FnMut(Manager, Backend) -> Fut,
     Fut: Future<Output = Result<Vec<String>, ManageError>>,
 {
-    let store = store(cfg)?;
     let rt = runtime()?;
-    Ok(rt.block_on(each(cfg, sources, |m, _| op(m, store.clone()))))
+    rt.block_on(async {
+        let store = store(cfg).await?;
+        Ok(each(cfg, sources, |m, _| op(m, store.clone())).await)
+    })
 }
 
 /// Runs `op` for each source in turn; prints what it returns on stdout and

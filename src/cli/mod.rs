@@ -17,6 +17,7 @@ mod rejected;
 mod replay;
 pub mod run;
 mod send_test;
+mod store;
 mod subscriptions;
 mod tail;
 mod unregister;
@@ -72,6 +73,9 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Delete events older than the retention
     Prune(prune::PruneArgs),
+    /// Move the store: copy the SQLite store into PostgreSQL
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -191,6 +195,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rejected(a) => rejected::rejected(&load(&path)?, a),
         Command::Tail(a) => tail::tail(&load(&path)?, a),
         Command::Prune(a) => prune::prune(&load(&path)?, a),
+        Command::Store(c) => store::store(&load(&path)?, c),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "hookd", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@ use clap::Args;
 use super::manage::{each_with_store, pick};
 use crate::config::Config;
 use crate::provider::manage::Registered;
+use crate::store::Backend;
 
 #[derive(Args, Debug)]
 pub struct RegisterArgs {
@@ -20,12 +21,17 @@ pub fn register(cfg: &Config, a: RegisterArgs) -> anyhow::Result<ExitCode> {
     let sources = pick(cfg, &a.sources, |_| true)?;
     each_with_store(cfg, &sources, |m, store| async move {
         let r = m.register(&store).await?;
-        Ok(describe(m.name(), &r))
+        let kept_in = match store {
+            Backend::Sqlite(_) => "the state directory",
+            Backend::Postgres(_) => "the PostgreSQL store",
+        };
+        Ok(describe(m.name(), &r, kept_in))
     })
 }
 
 /// `created LinkUp subscription 6789… for https://…/hooks/lu (events: all)`.
-fn describe(provider: &str, r: &Registered) -> Vec<String> {
+/// `kept_in` says where a saved secret went.
+fn describe(provider: &str, r: &Registered, kept_in: &str) -> Vec<String> {
     let target = r
         .remote
         .url
@@ -45,7 +51,7 @@ fn describe(provider: &str, r: &Registered) -> Vec<String> {
         line += &format!("; it pointed at {previous} before");
     }
     if r.secret_saved {
-        line += "; signing secret saved in the state directory";
+        line += &format!("; signing secret saved in {kept_in}");
     }
     let mut out = vec![line];
     out.extend(r.notes.iter().map(|n| format!("note: {n}")));

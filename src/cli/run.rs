@@ -138,12 +138,7 @@ fn register_auto(
         if let Some(p) = previous {
             let _ = p.await;
         }
-        match store.sqlite() {
-            Some(s) => {
-                crate::provider::manage::auto::register_auto(&cfg, s, &runtime).await;
-            }
-            None => tracing::warn!("register = \"auto\" does not run on a PostgreSQL store yet"),
-        }
+        crate::provider::manage::auto::register_auto(&cfg, &store, &runtime).await;
         // SSE/poll sources waiting for their webhook id look again.
         registered.notify();
     })

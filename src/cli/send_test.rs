@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::provider::{Mode, sample};
 use crate::runtime::Runtime;
 use crate::timefmt;
@@ -51,10 +51,8 @@ pub fn send_test(cfg: &Config, a: SendTestArgs) -> anyhow::Result<ExitCode> {
         .map(serde_json::from_str::<serde_json::Value>)
         .transpose()
         .context("--data is not valid JSON")?;
-    let issued = match super::open_db(cfg, false) {
-        Ok(conn) => crate::store::subscriptions::issued_secrets(&conn)?,
-        Err(_) => Default::default(),
-    };
+    let tokio_rt = super::manage::runtime()?;
+    let issued = tokio_rt.block_on(issued_secrets(cfg))?;
     let rt = Runtime::new(cfg.clone(), &issued);
     let idx = rt.source_index(&src.name).context("source vanished")?;
     let now = timefmt::now_micros();
@@ -97,10 +95,8 @@ pub fn send_test(cfg: &Config, a: SendTestArgs) -> anyhow::Result<ExitCode> {
             format!("{scheme}://{host}:{}{}", addr.port(), src.path)
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (status, text) = rt.block_on(post(&url, headers, s.body, cfg.server.tls.is_some()))?;
+    let (status, text) =
+        tokio_rt.block_on(post(&url, headers, s.body, cfg.server.tls.is_some()))?;
     println!("POST {url} -> {status} {}", text.trim());
     if status.is_success() {
         Ok(ExitCode::SUCCESS)
@@ -110,6 +106,22 @@ pub fn send_test(cfg: &Config, a: SendTestArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::from(1))
     }
+}
+
+/// The secrets providers issued (saved by `hookd register`), to sign
+/// with. A SQLite state directory that does not exist (or cannot be read)
+/// has none; a PostgreSQL store must answer.
+async fn issued_secrets(
+    cfg: &Config,
+) -> anyhow::Result<std::collections::HashMap<String, Vec<Vec<u8>>>> {
+    if let StoreConfig::Sqlite = cfg.store {
+        return Ok(match super::open_db(cfg, false) {
+            Ok(conn) => crate::store::subscriptions::issued_secrets(&conn)?,
+            Err(_) => Default::default(),
+        });
+    }
+    let store = super::manage::store(cfg).await?;
+    Ok(store.issued_secrets().await?)
 }
 
 /// Puts the signature's headers in place of any the sample set under the

@@ -9,11 +9,10 @@ use clap::Args;
 use super::manage::{pick, runtime};
 use super::output::{clip, print_rows};
 use super::pull_status;
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, SourceConfig, StoreConfig};
 use crate::provider::ProviderKind;
 use crate::provider::manage::Manager;
 use crate::provider::manage::status::{Row, rows};
-use crate::store::{Store, StoreOptions};
 
 #[derive(Args, Debug)]
 pub struct SubscriptionsArgs {
@@ -49,18 +48,14 @@ pub fn subscriptions(cfg: &Config, a: SubscriptionsArgs) -> anyhow::Result<ExitC
         pull_status::print(&pull_lines, a.json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    cfg.require_sqlite("hookd subscriptions")
-        .map_err(anyhow::Error::msg)?;
-    // Read-only: without a database nothing was registered from here yet.
-    let store = if cfg.database_path().exists() {
-        Some(
-            Store::open(&cfg.daemon.state_dir, StoreOptions::default())
-                .map_err(anyhow::Error::msg)?,
-        )
-    } else {
-        None
-    };
     let rt = runtime()?;
+    // Read-only: without a SQLite database nothing was registered from
+    // here yet. A PostgreSQL store is always opened: replicas elsewhere
+    // may have registered.
+    let store = match &cfg.store {
+        StoreConfig::Sqlite if !cfg.database_path().exists() => None,
+        _ => Some(rt.block_on(super::manage::store(cfg))?),
+    };
     let mut all: Vec<Row> = Vec::new();
     let mut failed = false;
     for src in sources {

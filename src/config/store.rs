@@ -8,9 +8,10 @@
 //! whether the database answers is for start-up to find out.
 //!
 //! `lease` and `pool_size` tune a PostgreSQL store and are refused without
-//! `url`. An entry point that cannot use PostgreSQL yet refuses it with a
-//! message saying so ([`Config::require_sqlite`]): the key is never
-//! accepted and then ignored.
+//! `url`. The daemon, the provider verbs (`register`, `subscriptions`, …)
+//! and `hookd store copy` run on PostgreSQL; an entry point that does not
+//! yet refuses it with a message saying so ([`Config::require_sqlite`]):
+//! the key is never accepted and then ignored.
 
 use serde::Deserialize;
 

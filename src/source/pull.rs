@@ -248,7 +248,7 @@ pub async fn webhook_id(
     let mut changed = ctx.registrations.subscribe();
     loop {
         changed.mark_unchanged();
-        let stored = ctx.ingest.store.subscription(name).await;
+        let stored = ctx.ingest.store.registration(name).await;
         let problem = match stored {
             Ok(Some(reg)) => match reg.remote_id {
                 Some(id) if usable_id(&id) => return Some(Some(id)),

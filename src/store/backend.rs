@@ -13,8 +13,6 @@
 //! ([`super::deliveries::recover_running`]), so renewing and taking over
 //! leases are no-ops there.
 
-use std::collections::HashMap;
-
 use super::cursors::{self, Advance, Cursor};
 use super::deliveries::{
     self, AttemptRecord, AttemptRow, Claimed, DeliveryFilter, DeliveryRow, Next, Record, Recovered,
@@ -23,7 +21,6 @@ use super::events::{self, Ingested, NewEvent};
 use super::pg::{PgStore, PoolFigures};
 use super::pull_status::{self, Counts, PullStatus, State};
 use super::rejected::{self, NewRejection, RejectedRow};
-use super::subscriptions::{self, Registration};
 use super::{Pending, Result, Store};
 
 /// The store the daemon runs on.
@@ -332,27 +329,6 @@ impl Backend {
                     .await
             }
             Backend::Postgres(p) => p.waiting_for_unknown(&configured, cap).await,
-        }
-    }
-
-    // Provider secrets and subscriptions.
-
-    /// Secrets providers issued, by source name.
-    pub async fn issued_secrets(&self) -> Result<HashMap<String, Vec<Vec<u8>>>> {
-        match self {
-            Backend::Sqlite(s) => s.read(subscriptions::issued_secrets).await,
-            Backend::Postgres(p) => p.issued_secrets().await,
-        }
-    }
-
-    /// The saved registration of `source`.
-    pub async fn subscription(&self, source: &str) -> Result<Option<Registration>> {
-        match self {
-            Backend::Sqlite(s) => {
-                let n = source.to_string();
-                s.read(move |c| subscriptions::get(c, &n)).await
-            }
-            Backend::Postgres(p) => p.subscription(source).await,
         }
     }
 

@@ -8,7 +8,9 @@
 //! safe while the daemon runs.
 
 mod backend;
+mod backend_subscriptions;
 mod checkpoint;
+pub mod copy;
 pub mod cursors;
 pub mod deliveries;
 pub mod events;
@@ -30,6 +32,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub use backend::Backend;
+pub use backend_subscriptions::RegistrationLock;
 pub use writer::{Pending, WriterStats};
 
 /// How long [`Store::write_lazy`] may hold a write for company.

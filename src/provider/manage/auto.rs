@@ -5,15 +5,17 @@
 //! once reaches us), never blocks readiness, and only logs failures: a
 //! provider being down must not keep the daemon from taking events from
 //! the others. Secrets the providers issued are loaded into the running
-//! daemon's keys before this returns.
+//! daemon's keys before this returns. On a PostgreSQL store each source is
+//! registered under its registration lock, so replicas starting together
+//! register it once and share the secret it issued.
 
 use super::Manager;
 use crate::config::{Config, RegisterMode};
 use crate::runtime::{SharedRuntime, refresh_issued};
-use crate::store::Store;
+use crate::store::Backend;
 
 /// Registers every `register = "auto"` source; returns how many succeeded.
-pub async fn register_auto(cfg: &Config, store: &Store, runtime: &SharedRuntime) -> usize {
+pub async fn register_auto(cfg: &Config, store: &Backend, runtime: &SharedRuntime) -> usize {
     let mut ok = 0;
     for src in cfg
         .sources
@@ -41,7 +43,7 @@ pub async fn register_auto(cfg: &Config, store: &Store, runtime: &SharedRuntime)
             Err(e) => tracing::error!(source = %src.name, "registration failed: {e}"),
         }
     }
-    if let Err(e) = refresh_issued(runtime, &store.clone().into()).await {
+    if let Err(e) = refresh_issued(runtime, store).await {
         tracing::error!("cannot load the provider secrets just saved: {e}");
     }
     ok

@@ -18,7 +18,7 @@ use super::{
     Action, CREATE_ROUNDS, Caps, ManageError, Recovered, Registered, Remote, Want, fields,
     has_secret_for, id_of, persist, strings,
 };
-use crate::store::Store;
+use crate::store::Backend;
 use crate::store::subscriptions::Registration;
 use crate::timefmt;
 
@@ -63,7 +63,7 @@ impl LinkedApi {
 
     pub async fn register(
         &self,
-        store: &Store,
+        store: &Backend,
         stored: Option<&Registration>,
     ) -> Result<Registered, ManageError> {
         let url = self.url()?.to_string();
@@ -104,7 +104,7 @@ impl LinkedApi {
         }
     }
 
-    async fn set(&self, store: &Store) -> Result<Registered, ManageError> {
+    async fn set(&self, store: &Backend) -> Result<Registered, ManageError> {
         let mut body = json!({ "url": self.url()? });
         if let Some(pm) = &self.want.payload_mode {
             body["payloadMode"] = json!(pm);
@@ -135,7 +135,7 @@ impl LinkedApi {
 
     async fn adopt(
         &self,
-        store: &Store,
+        store: &Backend,
         mut remote: Remote,
         stored: Option<&Registration>,
     ) -> Result<Registered, ManageError> {

@@ -16,7 +16,7 @@ use super::{
     Action, CREATE_ROUNDS, Caps, ManageError, Registered, Remote, Want, fields, has_secret_for,
     id_of, persist, same_events, strings,
 };
-use crate::store::Store;
+use crate::store::Backend;
 use crate::store::subscriptions::Registration;
 
 pub const CAPS: Caps = Caps {
@@ -53,7 +53,7 @@ impl Linkup {
 
     pub async fn register(
         &self,
-        store: &Store,
+        store: &Backend,
         stored: Option<&Registration>,
     ) -> Result<Registered, ManageError> {
         let stored_id = stored.and_then(|r| r.remote_id.as_deref());
@@ -110,7 +110,7 @@ impl Linkup {
         d
     }
 
-    async fn create(&self, store: &Store) -> Result<Registered, ManageError> {
+    async fn create(&self, store: &Backend) -> Result<Registered, ManageError> {
         let mut body = json!({
             "account_id": self.account,
             "events": if self.want.events.is_empty() { json!(DEFAULT_EVENTS) } else { json!(self.want.events) },
@@ -159,7 +159,7 @@ impl Linkup {
 
     async fn adopt(
         &self,
-        store: &Store,
+        store: &Backend,
         mut remote: Remote,
         stored: Option<&Registration>,
     ) -> Result<Registered, ManageError> {

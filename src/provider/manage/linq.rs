@@ -15,7 +15,7 @@ use super::{
     Action, CREATE_ROUNDS, Caps, ManageError, Registered, Remote, Want, fields, id_of, persist,
     same_events, strings,
 };
-use crate::store::Store;
+use crate::store::Backend;
 use crate::store::subscriptions::Registration;
 
 pub const CAPS: Caps = Caps {
@@ -91,7 +91,7 @@ impl Linq {
 
     pub async fn register(
         &self,
-        store: &Store,
+        store: &Backend,
         stored: Option<&Registration>,
     ) -> Result<Registered, ManageError> {
         let stored_id = stored.and_then(|r| r.remote_id.as_deref());
@@ -135,7 +135,7 @@ impl Linq {
     /// idempotent and never creates a second subscription.
     async fn update(
         &self,
-        store: &Store,
+        store: &Backend,
         existing: Remote,
         duplicates: &[Remote],
     ) -> Result<Registered, ManageError> {

@@ -22,8 +22,8 @@ use self::client::{ApiClient, ApiError, RetryPolicy};
 use super::{Mode, ProviderKind};
 use crate::config::{Config, SourceConfig};
 use crate::secret::Secret;
-use crate::store::Store;
-use crate::store::subscriptions::{self, Registration};
+use crate::store::subscriptions::Registration;
+use crate::store::{Backend, RegistrationLock};
 use crate::timefmt;
 
 /// How often `register` looks and creates again when a create answered
@@ -242,32 +242,56 @@ impl Manager {
     }
 
     /// Creates or reuses the subscription (never a duplicate) and saves
-    /// what the provider returned.
-    pub async fn register(&self, store: &Store) -> Result<Registered, ManageError> {
-        let stored = stored(store, &self.want().source).await?;
-        match self {
-            Manager::Linkup(m) => m.register(store, stored.as_ref()).await,
-            Manager::Linq(m) => m.register(store, stored.as_ref()).await,
-            Manager::LinkedApi(m) => m.register(store, stored.as_ref()).await,
+    /// what the provider returned. Holds the source's registration lock
+    /// throughout, so of several hookd processes on one PostgreSQL store
+    /// one registers and the others find what it saved.
+    pub async fn register(&self, store: &Backend) -> Result<Registered, ManageError> {
+        let lock = self.lock(store).await?;
+        let out = async {
+            let stored = stored(store, &self.want().source).await?;
+            match self {
+                Manager::Linkup(m) => m.register(store, stored.as_ref()).await,
+                Manager::Linq(m) => m.register(store, stored.as_ref()).await,
+                Manager::LinkedApi(m) => m.register(store, stored.as_ref()).await,
+            }
         }
+        .await;
+        unlock(lock, out).await
     }
 
     /// Removes this source's subscription(s) at the provider and forgets
     /// them locally. Returns the removed ids (empty: there was none).
-    pub async fn unregister(&self, store: &Store) -> Result<Vec<String>, ManageError> {
-        let stored = stored(store, &self.want().source).await?;
-        let stored_id = stored.as_ref().and_then(|r| r.remote_id.as_deref());
-        let removed = match self {
-            Manager::Linkup(m) => m.unregister(stored_id).await?,
-            Manager::Linq(m) => m.unregister(stored_id).await?,
-            Manager::LinkedApi(m) => m.unregister(stored_id).await?,
-        };
-        let source = self.want().source.clone();
+    pub async fn unregister(&self, store: &Backend) -> Result<Vec<String>, ManageError> {
+        let lock = self.lock(store).await?;
+        let out = async {
+            let stored = stored(store, &self.want().source).await?;
+            let stored_id = stored.as_ref().and_then(|r| r.remote_id.as_deref());
+            let removed = match self {
+                Manager::Linkup(m) => m.unregister(stored_id).await?,
+                Manager::Linq(m) => m.unregister(stored_id).await?,
+                Manager::LinkedApi(m) => m.unregister(stored_id).await?,
+            };
+            store
+                .delete_registration(&self.want().source)
+                .await
+                .map_err(|e| ManageError::Store(e.to_string()))?;
+            Ok(removed)
+        }
+        .await;
+        unlock(lock, out).await
+    }
+
+    /// This source's registration lock.
+    async fn lock(&self, store: &Backend) -> Result<RegistrationLock, ManageError> {
         store
-            .write(move |c| subscriptions::delete(c, &source))
+            .lock_registration(&self.want().source)
             .await
-            .map_err(|e| ManageError::Store(e.to_string()))?;
-        Ok(removed)
+            .map_err(|e| {
+                ManageError::Store(format!(
+                    "cannot take the registration lock of {}: {e}",
+                    self.want().source
+                ))
+            })
     }
 
     /// Every subscription the provider reports for this API key (LinkUp:
@@ -302,7 +326,7 @@ impl Manager {
     }
 
     /// Pauses (`active = false`) or resumes deliveries. Returns the id.
-    pub async fn set_active(&self, store: &Store, active: bool) -> Result<String, ManageError> {
+    pub async fn set_active(&self, store: &Backend, active: bool) -> Result<String, ManageError> {
         if !self.caps().pause {
             return Err(ManageError::Unsupported(format!(
                 "{} has no pause; `hookd unregister` removes the webhook (pending deliveries are dropped) and `hookd register` sets it again",
@@ -319,7 +343,7 @@ impl Manager {
     }
 
     /// Asks the provider to send its own test event to our URL.
-    pub async fn send_test(&self, store: &Store) -> Result<String, ManageError> {
+    pub async fn send_test(&self, store: &Backend) -> Result<String, ManageError> {
         match self {
             Manager::LinkedApi(m) => {
                 let r = self.find_ours(store).await?;
@@ -337,7 +361,7 @@ impl Manager {
     /// Asks the provider to deliver again what failed (since `since`, µs).
     pub async fn recover(
         &self,
-        store: &Store,
+        store: &Backend,
         since: Option<i64>,
     ) -> Result<Recovered, ManageError> {
         match self {
@@ -355,7 +379,7 @@ impl Manager {
     }
 
     /// This source's subscription at the provider, or why there is none.
-    pub async fn find_ours(&self, store: &Store) -> Result<Remote, ManageError> {
+    pub async fn find_ours(&self, store: &Backend) -> Result<Remote, ManageError> {
         let stored = stored(store, &self.want().source).await?;
         let stored_id = stored.as_ref().and_then(|r| r.remote_id.as_deref());
         self.list()
@@ -372,11 +396,20 @@ impl Manager {
     }
 }
 
+/// Ends a registration lock after `out`; the operation's own error wins
+/// over one from unlocking (which only logs: the lock ends with its
+/// connection anyway).
+async fn unlock<T>(lock: RegistrationLock, out: Result<T, ManageError>) -> Result<T, ManageError> {
+    if let Err(e) = lock.release().await {
+        tracing::warn!("cannot release the registration lock: {e}");
+    }
+    out
+}
+
 /// The stored registration of `source`, if any.
-pub async fn stored(store: &Store, source: &str) -> Result<Option<Registration>, ManageError> {
-    let source = source.to_string();
+pub async fn stored(store: &Backend, source: &str) -> Result<Option<Registration>, ManageError> {
     store
-        .read(move |c| subscriptions::get(c, &source))
+        .registration(source)
         .await
         .map_err(|e| ManageError::Store(e.to_string()))
 }
@@ -384,7 +417,7 @@ pub async fn stored(store: &Store, source: &str) -> Result<Option<Registration>,
 /// Saves the remote id and (when given) a provider-issued secret. Called
 /// right after the provider answered, before any other call can fail.
 pub async fn persist(
-    store: &Store,
+    store: &Backend,
     want: &Want,
     remote: &Remote,
     secret: Option<String>,
@@ -403,7 +436,7 @@ pub async fn persist(
         updated_at: timefmt::now_micros(),
     };
     store
-        .write(move |c| subscriptions::save(c, &reg))
+        .save_registration(reg)
         .await
         .map_err(|e| ManageError::Store(e.to_string()))
 }

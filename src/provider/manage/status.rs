@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::{ManageError, Manager};
-use crate::store::Store;
+use crate::store::Backend;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
@@ -35,7 +35,7 @@ pub struct Wanted {
 
 /// The rows for one source. `store` is optional: without a state directory
 /// nothing was registered from here yet.
-pub async fn rows(m: &Manager, store: Option<&Store>) -> Result<Vec<Row>, ManageError> {
+pub async fn rows(m: &Manager, store: Option<&Backend>) -> Result<Vec<Row>, ManageError> {
     let stored = match store {
         Some(s) => super::stored(s, &m.want().source).await?,
         None => None,

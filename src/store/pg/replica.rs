@@ -3,14 +3,11 @@
 //! sources' positions and status, the provider secrets it verifies with,
 //! and the pool's figures for `/metrics`.
 
-use std::collections::HashMap;
-
-use super::{PgStore, Result, deliveries, pull, subscriptions};
+use super::{PgStore, Result, deliveries, pull};
 use crate::store::cursors::{Advance, Cursor};
 use crate::store::deliveries::{Claimed, Record};
 use crate::store::events::{Ingested, NewEvent};
 use crate::store::pull_status::{Counts, PullStatus, State};
-use crate::store::subscriptions::Registration;
 
 /// The pool's state, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,16 +47,6 @@ impl PgStore {
     ) -> Result<Vec<(String, i64)>> {
         let conn = self.conn().await?;
         deliveries::waiting_for_unknown(&conn, configured, cap).await
-    }
-
-    pub async fn issued_secrets(&self) -> Result<HashMap<String, Vec<Vec<u8>>>> {
-        let conn = self.conn().await?;
-        subscriptions::issued_secrets(&conn).await
-    }
-
-    pub async fn subscription(&self, source: &str) -> Result<Option<Registration>> {
-        let conn = self.conn().await?;
-        subscriptions::get(&conn, source).await
     }
 
     pub async fn cursor(&self, source: &str) -> Result<Option<Cursor>> {
