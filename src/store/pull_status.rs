@@ -130,6 +130,12 @@ pub fn count(conn: &Connection, source: &str, c: &Counts, now: i64) -> Result<()
     Ok(())
 }
 
+/// Whether a source in `state` is connected: its stream is open (SSE) or
+/// its last poll succeeded (poll).
+pub fn is_connected(state: &str) -> bool {
+    ["connected", "polling", "idle"].contains(&state)
+}
+
 /// Every pull source's status with its position, by name.
 pub fn list(conn: &Connection) -> Result<Vec<PullStatus>> {
     let mut stmt = conn.prepare_cached(
@@ -145,7 +151,7 @@ pub fn list(conn: &Connection) -> Result<Vec<PullStatus>> {
         Ok(PullStatus {
             source: r.get(0)?,
             mode: r.get(1)?,
-            connected: ["connected", "polling", "idle"].contains(&state.as_str()),
+            connected: is_connected(&state),
             state,
             state_since: timefmt::format_micros(r.get(3)?),
             last_event_at: time(r.get(4)?),

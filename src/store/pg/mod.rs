@@ -18,7 +18,10 @@ mod batch;
 pub mod connect;
 pub mod deliveries;
 pub mod events;
+mod light;
+pub mod query;
 pub mod rejected;
+pub mod replay;
 pub mod schema;
 
 use std::sync::Arc;
