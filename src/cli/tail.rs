@@ -1,9 +1,9 @@
 //! `hookd tail`: follow new events (and, with `--deliveries`, attempts as
 //! they end) like `tail -f`.
 //!
-//! It reads the store only, through a read-only connection, by id cursor
-//! every [`INTERVAL`]: it needs no port and works the same whether the
-//! daemon runs or not. It starts at the newest row unless `--since` is
+//! It reads the store only (SQLite through a read-only connection, or
+//! PostgreSQL), by id cursor every [`INTERVAL`]: it needs no port and works
+//! the same whether the daemon runs or not. It starts at the newest row unless `--since` is
 //! given, and exits 0 on SIGINT or SIGTERM.
 
 use std::io::{IsTerminal, Write};
@@ -15,9 +15,10 @@ use clap::Args;
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{EventSelect, open_db};
+use super::EventSelect;
+use super::db::Db;
 use crate::config::Config;
-use crate::store::deliveries::{self, EndedAttempt};
+use crate::store::deliveries::EndedAttempt;
 use crate::store::events::{self, EventRow};
 
 /// How often the store is read.
@@ -70,26 +71,25 @@ pub fn tail(cfg: &Config, a: TailArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let filter = select.filter(a.status.clone(), Some(BATCH))?;
-    let conn = open_db(cfg, false)?;
+    let db = Db::open(cfg, false)?;
     let mut cursor = match a.since {
         Some(_) => Cursor {
             event: 0,
             attempt: 0,
         },
-        None => Cursor {
-            event: events::newest_id(&conn)?,
-            attempt: deliveries::newest_attempt_id(&conn)?,
-        },
+        None => db.run(async {
+            anyhow::Ok(Cursor {
+                event: db.newest_event_id().await?,
+                attempt: db.newest_attempt_id().await?,
+            })
+        })?,
     };
     // From --since on, attempts are those started since then (times
     // compare as text: they are all written by `format_micros`).
     let attempts_since = filter.since.map(crate::timefmt::format_micros);
     let style = Style::for_stdout(a.json);
     eprintln!("hookd tail: following new events (Ctrl-C to stop)");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+    db.run(async {
         let mut int = signal(SignalKind::interrupt())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut tick = tokio::time::interval(INTERVAL);
@@ -99,10 +99,10 @@ pub fn tail(cfg: &Config, a: TailArgs) -> anyhow::Result<ExitCode> {
                 _ = term.recv() => break,
                 _ = tick.tick() => {}
             }
-            let ev = events::after(&conn, &filter, cursor.event)?;
+            let ev = db.events_after(&filter, cursor.event).await?;
             let at = if a.deliveries {
                 let only = (a.source.as_deref(), a.type_glob.as_deref());
-                deliveries::attempts_after(&conn, cursor.attempt, only, BATCH)?
+                db.attempts_after(cursor.attempt, only, BATCH).await?
             } else {
                 Vec::new()
             };
