@@ -18,7 +18,7 @@ use http::{StatusCode, header};
 use prometheus_client::metrics::counter::{Atomic, Counter};
 
 use crate::metrics::SharedMetrics;
-use crate::store::{Store, pull_status};
+use crate::store::{Backend, Store, pull_status};
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -43,7 +43,7 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     if !s.store.healthy().await {
         return (StatusCode::SERVICE_UNAVAILABLE, "store not writable\n").into_response();
     }
-    match stopped_sources(&s.store).await {
+    match stopped_sources(&Backend::Sqlite(s.store.clone())).await {
         Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
         None => (StatusCode::OK, "ready\n").into_response(),
     }
@@ -51,8 +51,8 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 
 /// Pull sources stopped for good (the provider refused the credentials or
 /// the webhook is gone): one line each, or None when all are healthy.
-async fn stopped_sources(store: &Store) -> Option<String> {
-    let rows = store.read(pull_status::list).await.ok()?;
+pub async fn stopped_sources(store: &Backend) -> Option<String> {
+    let rows = store.pull_statuses().await.ok()?;
     let stopped: String = rows
         .iter()
         .filter(|r| r.state == pull_status::State::Stopped.name())

@@ -227,7 +227,7 @@ impl Daemon {
                 let auth = console::auth::Auth::new(cfg.admin.token.clone())
                     .map_err(|e| format!("cannot make the console's session keys: {e}"))?;
                 let console = Console {
-                    store: store.clone(),
+                    store: crate::store::Backend::Sqlite(store.clone()),
                     metrics: metrics.clone(),
                     runtime: runtime.clone(),
                     wake: wake.clone(),
