@@ -47,9 +47,8 @@ impl Db {
                 let url = std::str::from_utf8(pg.url.expose())
                     .with_context(|| format!("store.url: {} is not UTF-8 text", pg.url_ref))?;
                 let opened = rt.block_on(PgStore::open_client(url));
-                let store = opened.map_err(|e| {
-                    anyhow::anyhow!("{e} (store.url in {})", cfg.file.display())
-                })?;
+                let store = opened
+                    .map_err(|e| anyhow::anyhow!("{e} (store.url in {})", cfg.file.display()))?;
                 Kind::Postgres(Backend::Postgres(store))
             }
         };
@@ -148,7 +147,10 @@ impl Db {
     ) -> Result<Vec<(i64, String)>> {
         match &self.store {
             Kind::Sqlite(c) => deliveries::pairs_with_status(c, status, handler),
-            Kind::Postgres(b) => b.pairs_with_status(status, handler.map(str::to_string)).await,
+            Kind::Postgres(b) => {
+                b.pairs_with_status(status, handler.map(str::to_string))
+                    .await
+            }
         }
     }
 

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use super::output::{clip, print_rows};
 use super::EventSelect;
 use super::db::Db;
+use super::output::{clip, print_rows};
 use crate::config::Config;
-use crate::store::events::STATUSES as EVENT_STATUSES;
 use crate::store::deliveries;
+use crate::store::events::STATUSES as EVENT_STATUSES;
 use crate::store::events::{EventDetail, EventRow};
 
 #[derive(Subcommand, Debug)]

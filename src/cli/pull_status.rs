@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 
-use super::output::{clip, print_rows};
 use super::db::Db;
+use super::output::{clip, print_rows};
 use crate::config::{Config, SourceConfig, StoreConfig};
 use crate::store::pull_status::{self, PullStatus};
 

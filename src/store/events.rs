@@ -266,11 +266,7 @@ pub fn unfinished_before(conn: &Connection, before: i64) -> Result<i64> {
            AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id AND {})",
         super::rules::UNFINISHED_SQL
     );
-    Ok(conn.query_row(
-        &sql,
-        [before],
-        |r| r.get(0),
-    )?)
+    Ok(conn.query_row(&sql, [before], |r| r.get(0))?)
 }
 
 #[cfg(test)]

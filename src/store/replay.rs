@@ -60,12 +60,10 @@ pub fn replayed(now: i64) -> Replayed {
 
 /// Adds up the outcomes of a batch: (queued, skipped because running).
 pub fn tally(outcomes: impl IntoIterator<Item = Requeued>) -> (usize, usize) {
-    outcomes
-        .into_iter()
-        .fold((0, 0), |(q, r), o| match o {
-            Requeued::Queued => (q + 1, r),
-            Requeued::AlreadyRunning => (q, r + 1),
-        })
+    outcomes.into_iter().fold((0, 0), |(q, r), o| match o {
+        Requeued::Queued => (q + 1, r),
+        Requeued::AlreadyRunning => (q, r + 1),
+    })
 }
 
 #[cfg(test)]
@@ -82,11 +80,7 @@ mod tests {
         let r = replayed(7);
         assert_eq!((r.status, r.attempts, r.replay), (PENDING, 0, true));
         assert_eq!((r.next_attempt_at, r.updated_at), (7, 7));
-        let outcomes = [
-            Requeued::Queued,
-            Requeued::AlreadyRunning,
-            Requeued::Queued,
-        ];
+        let outcomes = [Requeued::Queued, Requeued::AlreadyRunning, Requeued::Queued];
         assert_eq!(tally(outcomes), (2, 1));
     }
 }

@@ -273,9 +273,7 @@ pub async fn rejected_page(
         )
         .await?;
     let before = before.unwrap_or(i64::MAX);
-    let rows = c
-        .query(&stmt, &[&source, &(limit as i64), &before])
-        .await?;
+    let rows = c.query(&stmt, &[&source, &(limit as i64), &before]).await?;
     Ok(rows
         .iter()
         .map(|r| RejectedRow {

@@ -13,7 +13,12 @@ use super::{PgStore, Result, connect};
 use crate::store::replay::{self, Requeued, Step};
 
 /// Puts one pair back in the queue inside `tx`.
-async fn requeue_one(tx: &Transaction<'_>, event: i64, handler: &str, now: i64) -> Result<Requeued> {
+async fn requeue_one(
+    tx: &Transaction<'_>,
+    event: i64,
+    handler: &str,
+    now: i64,
+) -> Result<Requeued> {
     let look = tx
         .prepare_cached(
             "SELECT status FROM deliveries WHERE event = $1 AND handler = $2 FOR UPDATE",
