@@ -328,6 +328,32 @@ async fn replay_and_prune_change_the_postgresql_store() {
     assert_eq!(left, ["e3", "e2", "e1"]);
 }
 
+/// Returns once another session of the test database (the tail) has read
+/// the events table after this call began, as `pg_stat_activity` shows.
+async fn tail_read_events_since(url: &str) {
+    let (observer, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let since: String = observer
+        .query_one("SELECT clock_timestamp()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let read = "SELECT COUNT(*) FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid()
+          AND query LIKE '%FROM events e%' AND state_change > $1::text::timestamptz";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: i64 = observer.query_one(read, &[&since]).await.unwrap().get(0);
+        if n > 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the tail never read");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_follows_what_is_stored_after_it_started() {
     let Some(db) = pg_support::database() else {
@@ -377,6 +403,36 @@ async fn tail_follows_what_is_stored_after_it_started() {
         (Some("event"), Some("new")),
         "only what came after it started, of the type asked: {line}"
     );
+
+    // A row numbered first but committed last is printed, in id order.
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO events (source, provider, event_id, type, type_raw, received_at,
+                                 headers, body, verified)
+             VALUES ('s', 'generic', 'late', 'call.late', 'call.late', 1, '[]', '', 'none')",
+        )
+        .await
+        .unwrap();
+    pg.insert_event(event("early", "call.early", &[]))
+        .await
+        .unwrap();
+    tail_read_events_since(&db.url).await;
+    client.batch_execute("COMMIT").await.unwrap();
+    let order: Vec<String> = (0..2)
+        .map(|_| {
+            let line = lines
+                .recv_timeout(Duration::from_secs(20))
+                .expect("both rows printed, the one committed late too");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            v["event_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(order, ["late", "early"]);
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(0));

@@ -19,6 +19,7 @@ use crate::config::{Config, StoreConfig};
 use crate::store::deliveries::{self, AttemptRow, DeliveryFilter, DeliveryRow, EndedAttempt};
 use crate::store::events::{self, EventDetail, EventFilter, EventRow};
 use crate::store::pg::PgStore;
+use crate::store::pg::settled::Settled;
 use crate::store::pull_status::{self, PullStatus};
 use crate::store::rejected::{self, RejectedRow};
 use crate::store::replay::Requeued;
@@ -193,6 +194,15 @@ impl Db {
         match &self.store {
             Kind::Sqlite(c) => rejected::list(c, source, limit),
             Kind::Postgres(b) => b.list_rejected(source.map(str::to_string), limit).await,
+        }
+    }
+
+    /// The id of `s`'s table up to which rows are final (a tail reads no
+    /// further); every id on SQLite.
+    pub async fn settled(&self, s: &mut Settled) -> Result<i64> {
+        match &self.store {
+            Kind::Sqlite(_) => Ok(i64::MAX),
+            Kind::Postgres(b) => b.settled(s).await,
         }
     }
 

@@ -9,6 +9,7 @@
 
 use super::deliveries::{self, EndedAttempt};
 use super::events::{self, EventDetail, EventFilter, EventRow};
+use super::pg::settled::Settled;
 use super::pull_status::{self, PullStatus};
 use super::rejected::{self, RejectedRow};
 use super::replay::Requeued;
@@ -140,6 +141,17 @@ impl Backend {
         match self {
             Backend::Sqlite(s) => s.read(pull_status::list).await,
             Backend::Postgres(p) => p.pull_statuses().await,
+        }
+    }
+
+    /// The id of `s`'s table up to which rows are final: every row with a
+    /// smaller id that will ever be visible is visible now (see
+    /// [`super::pg::settled`]). On SQLite, whose one writer commits in id
+    /// order, every id is.
+    pub async fn settled(&self, s: &mut Settled) -> Result<i64> {
+        match self {
+            Backend::Sqlite(_) => Ok(i64::MAX),
+            Backend::Postgres(p) => p.settled(s).await,
         }
     }
 }

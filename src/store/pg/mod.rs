@@ -23,6 +23,7 @@ pub mod query;
 pub mod rejected;
 pub mod replay;
 pub mod schema;
+pub mod settled;
 
 use std::sync::Arc;
 use std::time::Duration;
