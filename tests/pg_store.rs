@@ -253,8 +253,9 @@ async fn bad_urls_are_explained_without_the_password() {
 }
 
 /// `hookd` with `[store] url` in its config: `check` shows the database
-/// (never the password), and `run` and the CLI verbs refuse plainly until
-/// they run on PostgreSQL. Needs no cluster: nothing connects.
+/// (never the password), `run` refuses plainly until it runs on
+/// PostgreSQL, and the store verbs name the database they cannot reach.
+/// Needs no cluster: nothing answers on port 1.
 #[test]
 fn verbs_that_cannot_use_a_postgres_store_yet_say_so() {
     let dir = tempfile::tempdir().unwrap();
@@ -290,12 +291,23 @@ fn verbs_that_cannot_use_a_postgres_store_yet_say_so() {
         "{out}"
     );
     assert!(!out.contains("hunter2"), "{out}");
-    for verb in [&["run"][..], &["events", "list"], &["deliveries"]] {
+    for verb in [&["run"][..]] {
         let r = hookd(verb);
         let err = String::from_utf8_lossy(&r.stderr);
         assert_eq!(r.status.code(), Some(1), "{verb:?}: {err}");
         assert!(
             err.contains("does not run on a PostgreSQL store yet"),
+            "{verb:?}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+    // The store verbs run on PostgreSQL: here they find no server.
+    for verb in [&["events", "list"][..], &["deliveries"]] {
+        let r = hookd(verb);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{verb:?}: {err}");
+        assert!(
+            err.contains("cannot connect to database events on 127.0.0.1:1"),
             "{verb:?}: {err}"
         );
         assert!(!err.contains("hunter2"), "{err}");

@@ -7,9 +7,11 @@
 //! is checked here, so a typo is a config error naming file, line and key;
 //! whether the database answers is for start-up to find out.
 //!
-//! Until the daemon and the CLI run on PostgreSQL, every entry point that
-//! opens the store refuses a PostgreSQL store ([`Config::require_sqlite`])
-//! with a message saying so: the key is never accepted and then ignored.
+//! The store verbs (`events`, `deliveries`, `replay`, `rejected`, `prune`,
+//! `tail`, the pull status) and the web console run on either store. An
+//! entry point that does not run on PostgreSQL yet refuses a PostgreSQL
+//! store ([`Config::require_sqlite`]) with a message saying so: the key is
+//! never accepted and then ignored.
 
 use serde::Deserialize;
 
@@ -94,7 +96,7 @@ impl Config {
         match &self.store {
             StoreConfig::Sqlite => Ok(()),
             StoreConfig::Postgres(pg) => Err(format!(
-                "{}: store.url: {what} does not run on a PostgreSQL store yet ({}); this build can only use SQLite in daemon.state_dir: remove [store] to use it",
+                "{}: store.url: {what} does not run on a PostgreSQL store yet ({}); remove [store] to use SQLite in daemon.state_dir",
                 self.file.display(),
                 pg.target
             )),
