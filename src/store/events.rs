@@ -248,14 +248,14 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<EventDetail>> {
 /// finished (no delivery pending, failed-and-retrying or running). Returns
 /// how many went. Their dedup keys go with them.
 pub fn prune(conn: &Connection, before: i64, batch: usize) -> Result<usize> {
-    let n = conn.execute(
+    let sql = format!(
         "DELETE FROM events WHERE id IN (
             SELECT e.id FROM events e WHERE e.received_at < ?1
-              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id
-                              AND d.status IN ('pending', 'failed', 'running'))
+              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id AND {})
             LIMIT ?2)",
-        params![before, batch as i64],
-    )?;
+        super::rules::UNFINISHED_SQL
+    );
+    let n = conn.execute(&sql, params![before, batch as i64])?;
     Ok(n)
 }
 
