@@ -51,8 +51,8 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 
 /// Pull sources stopped for good (the provider refused the credentials or
 /// the webhook is gone): one line each, or None when all are healthy.
-async fn stopped_sources(store: &Backend) -> Option<String> {
-    let rows = store.pull_list().await.ok()?;
+pub async fn stopped_sources(store: &Backend) -> Option<String> {
+    let rows = store.pull_statuses().await.ok()?;
     let stopped: String = rows
         .iter()
         .filter(|r| r.state == pull_status::State::Stopped.name())

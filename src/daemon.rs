@@ -259,24 +259,19 @@ impl Daemon {
                 };
                 let auth = console::auth::Auth::new(cfg.admin.token.clone())
                     .map_err(|e| format!("cannot make the console's session keys: {e}"))?;
-                // The console reads SQLite only, for now.
-                let console = store.sqlite().map(|sq| Console {
-                    store: sq.clone(),
+                let console = Console {
+                    store: store.clone(),
                     metrics: metrics.clone(),
                     runtime: runtime.clone(),
                     wake: wake.clone(),
                     auth: Arc::new(auth),
                     actions: cfg.admin.console_actions,
                     loopback_only: addr.ip().is_loopback(),
-                });
-                let mut router = admin::router(state);
-                if let Some(console) = console {
-                    router = router.merge(console::router(console));
-                }
+                };
                 other_tasks.spawn(server::serve(
                     l,
                     None,
-                    router,
+                    admin::router(state).merge(console::router(console)),
                     Limits::default(),
                     admin_stop.clone(),
                 ));

@@ -1,10 +1,21 @@
 //! The web console over HTTP (no browser): hostile payloads show as text,
 //! pages are bounded, actions need `console_actions` and the CSRF token,
-//! and `[admin] token` guards every page.
+//! and `[admin] token` guards every page. The pages and actions also run
+//! on a PostgreSQL store (in-process, on tests/pg_support's cluster).
 
+mod pg_support;
 mod support;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use hookd::console::{self, Console};
+use hookd::store::Backend;
+use hookd::store::deliveries::{AttemptRecord, DeliveryFilter, Next};
+use hookd::store::events::NewEvent;
+use hookd::store::pg::{PgOptions, PgStore};
+use hookd::store::rejected::NewRejection;
 
 use support::*;
 
@@ -343,4 +354,127 @@ fn a_console_token_that_cannot_be_read_names_the_key() {
         err.contains("HOOKD_TEST_NO_SUCH_CONSOLE_TOKEN is not set"),
         "{err}"
     );
+}
+
+/// A console with actions on, over `store`, serving on a loopback port;
+/// returns its base URL and the dispatcher's wake-up.
+async fn console_over(
+    store: Backend,
+    config: &std::path::Path,
+) -> (String, Arc<tokio::sync::Notify>) {
+    let cfg = hookd::config::load(config).unwrap();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let c = Console {
+        store,
+        metrics: Arc::new(hookd::metrics::Metrics::new()),
+        runtime: hookd::runtime::Runtime::new(cfg, &HashMap::new()).shared(),
+        wake: wake.clone(),
+        auth: Arc::new(console::auth::Auth::new(None).unwrap()),
+        actions: true,
+        loopback_only: true,
+    };
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, console::router(c)).await });
+    (format!("http://{addr}"), wake)
+}
+
+/// Stores an event whose one run in `h` died, printing `stderr`.
+async fn dead_event(s: &Backend, id: &str, stderr: &str) {
+    let e = NewEvent {
+        source: "s".into(),
+        provider: "generic".into(),
+        event_id: id.into(),
+        id_synthetic: false,
+        event_type: "t".into(),
+        type_raw: "t".into(),
+        occurred_at: None,
+        received_at: hookd::timefmt::now_micros(),
+        headers_json: "[]".into(),
+        body: bytes::Bytes::from(format!(r#"{{"id":"{id}"}}"#)),
+        verified: "hmac".into(),
+        handlers: vec!["h".into()],
+    };
+    s.insert_event(e).await.unwrap();
+    let now = hookd::timefmt::now_micros();
+    let run = s.claim("h", now, 1).await.unwrap().remove(0);
+    let died = AttemptRecord {
+        attempt: 1,
+        started_at: now,
+        outcome: "exit".into(),
+        exit_code: Some(7),
+        stderr: stderr.as_bytes().to_vec(),
+        summary: "exit 7".into(),
+        ..Default::default()
+    };
+    assert!(s.finish(run.delivery, died, Next::Dead, now).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_and_replay_run_on_a_postgresql_store() {
+    let Some(db) = pg_support::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{ACTIONS_ON}{}{}",
+            generic_source("s", "k"),
+            dead_end(dir.path())
+        ),
+    );
+    let pg = Backend::Postgres(PgStore::open(&db.url, PgOptions::default()).await.unwrap());
+    dead_event(&pg, "first", "failing on purpose").await;
+    dead_event(&pg, "second", "failing again").await;
+    let refused = NewRejection {
+        source: Some("s".into()),
+        path: "/hooks/s".into(),
+        status: 401,
+        reason: "no signature matches".into(),
+        code: "bad_signature".into(),
+        received_at: hookd::timefmt::now_micros(),
+        remote: None,
+        headers: vec![],
+        body: b"{}".to_vec(),
+    };
+    pg.insert_rejected(refused, 100).await.unwrap();
+    let (base, wake) = console_over(pg.clone(), &config).await;
+    let c = client();
+
+    let (st, page) = get(&c, &format!("{base}/?limit=1")).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("second") && !page.contains("first"), "{page}");
+    let (_, page) = get(&c, &format!("{base}/events/1")).await;
+    assert!(page.contains("failing on purpose"), "{page}");
+    let (_, page) = get(&c, &format!("{base}/rejected")).await;
+    assert!(page.contains("no signature matches"), "{page}");
+    let (st, _) = get(&c, &format!("{base}/sources")).await;
+    assert_eq!(st, 200);
+    let (_, page) = get(&c, &format!("{base}/deliveries?status=dead")).await;
+    assert!(page.contains("Replay all dead of h"), "{page}");
+
+    let r = post_form(
+        &c,
+        &format!("{base}/actions/replay-dead"),
+        &[("csrf", csrf_of(&page).as_str()), ("handler", "h")],
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("queued=2")
+    );
+    // The dispatcher was told (the wake-up keeps its permit until taken).
+    tokio::time::timeout(Duration::from_secs(5), wake.notified())
+        .await
+        .expect("the dispatcher is woken");
+    let rows = pg.list_deliveries(DeliveryFilter::default()).await.unwrap();
+    let states: Vec<(&str, u32, bool)> = rows
+        .iter()
+        .map(|r| (r.status.as_str(), r.attempts, r.replay))
+        .collect();
+    assert_eq!(states, [("pending", 0, true), ("pending", 0, true)]);
 }

@@ -7,10 +7,11 @@ mod pg_support;
 
 use std::collections::HashSet;
 
-use hookd::store::deliveries::{AttemptRecord, DeliveryFilter, FAILED, Next, PENDING};
-use hookd::store::events::{Ingested, NewEvent};
+use hookd::store::deliveries::{AttemptRecord, DEAD, DeliveryFilter, FAILED, Next, PENDING};
+use hookd::store::events::{EventFilter, Ingested, NewEvent};
 use hookd::store::pg::{PgOptions, PgStore};
 use hookd::store::rejected::{BODY_KEEP, NewRejection};
+use hookd::store::replay::Requeued;
 use hookd::store::subscriptions::Registration;
 use hookd::store::{Backend, Store, StoreOptions};
 
@@ -51,6 +52,12 @@ on_both_backends!(
     refused_requests_keep_the_newest_truncated,
     prune_keeps_unfinished_work_and_frees_the_key,
     a_saved_registration_keeps_its_issued_secret,
+    events_are_listed_filtered_paged_and_shown,
+    replay_starts_over_creates_and_leaves_running_runs_alone,
+    the_tail_reads_attempts_after_a_cursor,
+    refused_requests_page_by_id,
+    deliveries_page_by_id_and_prune_counts_what_it_keeps,
+    no_pull_source_recorded_yet,
 );
 
 fn event(source: &str, id: &str, handlers: &[&str]) -> NewEvent {
@@ -355,4 +362,227 @@ async fn a_saved_registration_keeps_its_issued_secret(a: Backend, b: Backend) {
     assert!(a.delete_registration("lu").await.unwrap());
     assert!(!b.delete_registration("lu").await.unwrap());
     assert!(b.issued_secrets().await.unwrap().is_empty());
+}
+
+/// Stores an event of `source` and `type`, received at `at`, routed to
+/// `handlers`; returns its id.
+async fn stored(
+    s: &Backend,
+    id: &str,
+    (source, ty): (&str, &str),
+    at: i64,
+    handlers: &[&str],
+) -> i64 {
+    let mut e = event(source, id, handlers);
+    e.event_type = ty.into();
+    e.received_at = at;
+    match s.insert_event(e).await.unwrap() {
+        Ingested::Accepted { id, .. } => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn event_ids(s: &Backend, f: EventFilter) -> Vec<String> {
+    let rows = s.list_events(f).await.unwrap();
+    rows.into_iter().map(|r| r.event_id).collect()
+}
+
+async fn events_are_listed_filtered_paged_and_shown(a: Backend, _: Backend) {
+    let e0 = stored(&a, "e0", ("a", "message.sent"), 1_000, &["h"]).await;
+    stored(&a, "e1", ("a", "call.completed"), 2_000, &[]).await;
+    let e2 = stored(&a, "e2", ("b", "message.read"), 3_000, &["h"]).await;
+    let by = |f: EventFilter| event_ids(&a, f);
+    let source = EventFilter {
+        source: Some("a".into()),
+        ..Default::default()
+    };
+    assert_eq!(by(source).await, ["e1", "e0"], "newest first");
+    let glob = EventFilter {
+        type_glob: Some("message.*".into()),
+        ..Default::default()
+    };
+    assert_eq!(by(glob).await, ["e2", "e0"]);
+    let set = EventFilter {
+        type_glob: Some("[cm]*.?ent".into()),
+        ..Default::default()
+    };
+    assert_eq!(by(set).await, ["e0"], "a glob's set and ? as SQLite's GLOB");
+    let dot = EventFilter {
+        type_glob: Some("message?sent".into()),
+        ..Default::default()
+    };
+    assert_eq!(by(dot).await, ["e0"]);
+    let literal_dot = EventFilter {
+        type_glob: Some("messageXsent".into()),
+        ..Default::default()
+    };
+    assert!(by(literal_dot).await.is_empty(), "only ? and * are wild");
+    let window = EventFilter {
+        since: Some(2_000),
+        until: Some(3_000),
+        ..Default::default()
+    };
+    assert_eq!(by(window).await, ["e1"]);
+    let unrouted = EventFilter {
+        status: Some("unrouted".into()),
+        ..Default::default()
+    };
+    assert_eq!(by(unrouted).await, ["e1"]);
+    let pending = EventFilter {
+        status: Some("pending".into()),
+        limit: Some(1),
+        ..Default::default()
+    };
+    assert_eq!(by(pending).await, ["e2"], "limited to the newest");
+    let page = EventFilter {
+        before: Some(e2),
+        ..Default::default()
+    };
+    assert_eq!(by(page).await, ["e1", "e0"]);
+    let after = a.events_after(EventFilter::default(), e0).await.unwrap();
+    let after: Vec<&str> = after.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(after, ["e1", "e2"], "oldest first, above the cursor");
+    assert_eq!(a.newest_event_id().await.unwrap(), e2);
+    let shown = a.event(e0).await.unwrap().unwrap();
+    assert_eq!(
+        (shown.row.source.as_str(), shown.row.status.as_str()),
+        ("a", "pending")
+    );
+    assert_eq!(
+        shown.headers,
+        [("content-type".to_string(), "application/json".to_string())]
+    );
+    assert_eq!(
+        (shown.body.as_slice(), shown.received_at_us),
+        (&b"{}"[..], 1_000)
+    );
+    assert!(a.event(e2 + 100).await.unwrap().is_none());
+}
+
+async fn replay_starts_over_creates_and_leaves_running_runs_alone(a: Backend, _: Backend) {
+    let ev = stored(&a, "e1", ("s", "t"), 1_000, &["h", "busy"]).await;
+    let h = a.claim("h", 2_000, 1).await.unwrap().remove(0);
+    a.finish(h.delivery, fail(1), Next::Dead, 2_100)
+        .await
+        .unwrap();
+    a.claim("busy", 2_000, 1).await.unwrap();
+    assert_eq!(
+        a.pairs_with_status(DEAD, None).await.unwrap(),
+        [(ev, "h".to_string())]
+    );
+    let pairs = vec![
+        (ev, "h".to_string()),
+        (ev, "busy".to_string()),
+        (ev, "new".to_string()),
+    ];
+    let got = a.requeue(pairs, 3_000).await.unwrap();
+    assert_eq!(
+        got,
+        [Requeued::Queued, Requeued::AlreadyRunning, Requeued::Queued]
+    );
+    assert_eq!(deliveries_of(&a, "h").await, [(PENDING.to_string(), 0)]);
+    assert_eq!(
+        deliveries_of(&a, "busy").await,
+        [("running".to_string(), 1)]
+    );
+    assert_eq!(deliveries_of(&a, "new").await, [(PENDING.to_string(), 0)]);
+    let again = a.claim("h", 3_000, 1).await.unwrap().remove(0);
+    assert!(again.replay, "the run knows it is a replay");
+    assert_eq!(again.attempt, 1, "a fresh attempt budget");
+    let new = a.claim("new", 3_000, 1).await.unwrap();
+    assert!(new[0].replay);
+    assert!(a.pairs_with_status(DEAD, None).await.unwrap().is_empty());
+    assert_eq!(
+        a.pairs_with_status("running", Some("busy".into()))
+            .await
+            .unwrap(),
+        [(ev, "busy".to_string())]
+    );
+}
+
+async fn the_tail_reads_attempts_after_a_cursor(a: Backend, _: Backend) {
+    assert_eq!(a.newest_attempt_id().await.unwrap(), 0);
+    stored(&a, "e1", ("s", "message.sent"), 1_000, &["h"]).await;
+    stored(&a, "e2", ("t", "call.ended"), 1_000, &["h"]).await;
+    for c in a.claim("h", 2_000, 2).await.unwrap() {
+        a.finish(c.delivery, fail(1), Next::Dead, 2_100)
+            .await
+            .unwrap();
+    }
+    let all = a.attempts_after(0, None, None, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        (all[0].event_id.as_str(), all[0].status.as_str()),
+        ("e1", DEAD)
+    );
+    assert_eq!(all[0].attempt.exit_code, Some(1));
+    let newest = a.newest_attempt_id().await.unwrap();
+    assert_eq!(all[1].seq, newest);
+    let later = a.attempts_after(all[0].seq, None, None, 10).await.unwrap();
+    assert_eq!(later.len(), 1, "only above the cursor");
+    let of_t = a
+        .attempts_after(0, Some("t".into()), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(of_t[0].event_id, "e2");
+    let calls = a
+        .attempts_after(0, None, Some("call.*".into()), 10)
+        .await
+        .unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].event_type, "call.ended");
+    assert_eq!(a.attempts_after(0, None, None, 1).await.unwrap().len(), 1);
+}
+
+async fn refused_requests_page_by_id(a: Backend, _: Backend) {
+    for i in 0..5 {
+        let r = NewRejection {
+            source: None,
+            path: "/hooks/x".into(),
+            status: 422,
+            reason: format!("r{i}"),
+            code: "unparseable".into(),
+            received_at: i,
+            remote: Some("127.0.0.1".into()),
+            headers: vec![],
+            body: b"not json".to_vec(),
+        };
+        a.insert_rejected(r, 100).await.unwrap();
+    }
+    let first = a.rejected_page(None, None, 2).await.unwrap();
+    let reasons: Vec<&str> = first.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(reasons, ["r4", "r3"]);
+    assert_eq!(first[0].body_preview, "not json");
+    let next = a.rejected_page(None, Some(first[1].id), 2).await.unwrap();
+    let reasons: Vec<&str> = next.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(reasons, ["r2", "r1"]);
+}
+
+async fn deliveries_page_by_id_and_prune_counts_what_it_keeps(a: Backend, _: Backend) {
+    for i in 0..3 {
+        stored(&a, &format!("e{i}"), ("s", "t"), 1_000, &["h"]).await;
+    }
+    stored(&a, "done", ("s", "t"), 1_000, &[]).await;
+    let all = a.list_deliveries(DeliveryFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let page = DeliveryFilter {
+        before: Some(all[0].id),
+        limit: Some(1),
+        ..Default::default()
+    };
+    let page = a.list_deliveries(page).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, all[1].id, "the next page starts below the id");
+    assert_eq!(a.unfinished_before(2_000).await.unwrap(), 3);
+    assert_eq!(
+        a.unfinished_before(1_000).await.unwrap(),
+        0,
+        "received before"
+    );
+    assert_eq!(a.prune_events(2_000, 100).await.unwrap(), 1);
+}
+
+async fn no_pull_source_recorded_yet(a: Backend, _: Backend) {
+    assert!(a.pull_statuses().await.unwrap().is_empty());
+    assert_eq!(hookd::admin::stopped_sources(&a).await, None);
 }

@@ -23,7 +23,7 @@ pub fn plan(cfg: &Config) -> String {
     let state = match &cfg.store {
         StoreConfig::Sqlite => cfg.database_path().display().to_string(),
         StoreConfig::Postgres(pg) => format!(
-            "PostgreSQL, {} (url from {}; hookd run and the CLI do not run on it yet)",
+            "PostgreSQL, {} (url from {})",
             pg.target, pg.url_ref
         ),
     };

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::Args;
 
-use super::open_db;
+use super::db::Db;
 use super::output::{clip, print_rows};
 use crate::config::Config;
 use crate::dispatch::started;
-use crate::store::deliveries::{self, DeliveryFilter, DeliveryRow, STATUSES};
+use crate::store::deliveries::{DeliveryFilter, DeliveryRow, STATUSES};
 
 #[derive(Args, Debug)]
 pub struct DeliveriesArgs {
@@ -36,20 +36,19 @@ pub fn deliveries(cfg: &Config, a: DeliveriesArgs) -> anyhow::Result<ExitCode> {
         bail!("--status {s:?} is not one of: {}", STATUSES.join(", "));
     }
     let since = super::time_bound(a.since.as_deref(), crate::timefmt::now_micros())?;
-    let conn = open_db(cfg, false)?;
-    let mut rows = deliveries::list(
-        &conn,
-        &DeliveryFilter {
-            handler: a.handler,
-            status: a.status,
-            source: a.source,
-            since,
-            event: None,
-            limit: Some(a.limit),
-            before: None,
-        },
-    )?;
-    mark_held(cfg, &mut rows);
+    let db = Db::open(cfg, false)?;
+    let mut rows = db.run(db.list_deliveries(DeliveryFilter {
+        handler: a.handler,
+        status: a.status,
+        source: a.source,
+        since,
+        event: None,
+        limit: Some(a.limit),
+        before: None,
+    }))?;
+    if db.is_sqlite() {
+        mark_held(cfg, &mut rows);
+    }
     print_rows(
         &rows,
         a.json,

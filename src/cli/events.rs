@@ -6,11 +6,13 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use super::EventSelect;
+use super::db::Db;
 use super::output::{clip, print_rows};
-use super::{EventSelect, open_db};
 use crate::config::Config;
+use crate::store::deliveries;
 use crate::store::events::STATUSES as EVENT_STATUSES;
-use crate::store::{deliveries, events};
+use crate::store::events::{EventDetail, EventRow};
 
 #[derive(Subcommand, Debug)]
 pub enum EventsCommand {
@@ -38,118 +40,142 @@ pub struct ListArgs {
 }
 
 pub fn events(cfg: &Config, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
-    let conn = open_db(cfg, false)?;
+    let db = Db::open(cfg, false)?;
     match cmd {
-        EventsCommand::List(a) => {
-            if let Some(s) = &a.status
-                && !EVENT_STATUSES.contains(&s.as_str())
-            {
-                bail!(
-                    "--status {s:?} is not one of: {}",
-                    EVENT_STATUSES.join(", ")
-                );
-            }
-            let f = a.select.filter(a.status, Some(a.limit))?;
-            let rows = events::list(&conn, &f)?;
-            print_rows(
-                &rows,
-                a.json,
-                &["id", "received", "source", "type", "event id", "status"],
-                |r| {
-                    let dup = if r.duplicates > 0 {
-                        format!(" (+{} dup)", r.duplicates)
-                    } else {
-                        String::new()
-                    };
-                    vec![
-                        r.id.to_string(),
-                        r.received_at.clone(),
-                        r.source.clone(),
-                        r.event_type.clone(),
-                        clip(&r.event_id, 40),
-                        format!("{}{dup}", r.status),
-                    ]
-                },
-            )?;
-        }
-        EventsCommand::Show { id, json } => {
-            let e = events::get(&conn, id)?.with_context(|| format!("no event with id {id}"))?;
-            let attempts = deliveries::attempts_for_event(&conn, id)?;
-            let mut dels = deliveries::list(
-                &conn,
-                &deliveries::DeliveryFilter {
-                    event: Some(id),
-                    ..Default::default()
-                },
-            )?;
-            super::deliveries::mark_held(cfg, &mut dels);
-            let payload =
-                serde_json::from_slice::<serde_json::Value>(&e.body).unwrap_or_else(|_| {
-                    serde_json::Value::String(String::from_utf8_lossy(&e.body).into_owned())
-                });
-            if json {
-                let v = serde_json::json!({ "event": e, "payload": payload, "deliveries": dels, "attempts": attempts });
-                println!("{}", serde_json::to_string(&v)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut o = std::io::stdout().lock();
-            let r = &e.row;
-            writeln!(o, "event {}  {} / {}", r.id, r.source, r.provider)?;
-            writeln!(
-                o,
-                "  event id     {}{}",
-                r.event_id,
-                if r.id_synthetic {
-                    " (synthetic: hash of the body)"
-                } else {
-                    ""
-                }
-            )?;
-            writeln!(
-                o,
-                "  type         {} (as sent: {})",
-                r.event_type, e.type_raw
-            )?;
-            writeln!(
-                o,
-                "  occurred at  {}",
-                r.occurred_at.as_deref().unwrap_or("-")
-            )?;
-            writeln!(o, "  received at  {}", r.received_at)?;
-            writeln!(o, "  verified     {}", e.verified)?;
-            writeln!(
-                o,
-                "  status       {} (duplicates received: {})",
-                r.status, r.duplicates
-            )?;
-            writeln!(o, "headers")?;
-            for (k, v) in &e.headers {
-                writeln!(o, "  {k}: {}", clip(v, 200))?;
-            }
-            writeln!(o, "payload")?;
-            writeln!(o, "{}", serde_json::to_string_pretty(&payload)?)?;
-            writeln!(o, "deliveries")?;
-            for d in &dels {
-                let next = d
-                    .next_attempt_at
-                    .as_deref()
-                    .map(|t| format!(", next attempt {t}"))
-                    .unwrap_or_default();
-                writeln!(
-                    o,
-                    "  #{} {}: {} after {} attempt(s){next}",
-                    d.id,
-                    d.handler,
-                    d.shown_status(),
-                    d.attempts
-                )?;
-            }
-            for a in &attempts {
-                write_attempt(&mut o, a, is_http(cfg, &a.handler))?;
-            }
-        }
+        EventsCommand::List(a) => list(&db, a)?,
+        EventsCommand::Show { id, json } => show(cfg, &db, id, json)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `events list`: a table or NDJSON of the matching events.
+fn list(db: &Db, a: ListArgs) -> anyhow::Result<()> {
+    if let Some(s) = &a.status
+        && !EVENT_STATUSES.contains(&s.as_str())
+    {
+        bail!(
+            "--status {s:?} is not one of: {}",
+            EVENT_STATUSES.join(", ")
+        );
+    }
+    let f = a.select.filter(a.status, Some(a.limit))?;
+    let rows = db.run(db.list_events(&f))?;
+    print_rows(
+        &rows,
+        a.json,
+        &["id", "received", "source", "type", "event id", "status"],
+        list_cells,
+    )
+}
+
+fn list_cells(r: &EventRow) -> Vec<String> {
+    let dup = if r.duplicates > 0 {
+        format!(" (+{} dup)", r.duplicates)
+    } else {
+        String::new()
+    };
+    vec![
+        r.id.to_string(),
+        r.received_at.clone(),
+        r.source.clone(),
+        r.event_type.clone(),
+        clip(&r.event_id, 40),
+        format!("{}{dup}", r.status),
+    ]
+}
+
+/// `events show`: the event, its deliveries and every attempt.
+fn show(cfg: &Config, db: &Db, id: i64, json: bool) -> anyhow::Result<()> {
+    let (e, attempts, mut dels) = db.run(async {
+        let e = db.event(id).await?;
+        let filter = deliveries::DeliveryFilter {
+            event: Some(id),
+            ..Default::default()
+        };
+        anyhow::Ok((
+            e,
+            db.attempts_for_event(id).await?,
+            db.list_deliveries(filter).await?,
+        ))
+    })?;
+    let e = e.with_context(|| format!("no event with id {id}"))?;
+    if db.is_sqlite() {
+        super::deliveries::mark_held(cfg, &mut dels);
+    }
+    let payload = serde_json::from_slice::<serde_json::Value>(&e.body).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&e.body).into_owned())
+    });
+    if json {
+        let v = serde_json::json!({ "event": e, "payload": payload, "deliveries": dels, "attempts": attempts });
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
+    let mut o = std::io::stdout().lock();
+    write_event(&mut o, &e, &payload)?;
+    writeln!(o, "deliveries")?;
+    for d in &dels {
+        let next = d
+            .next_attempt_at
+            .as_deref()
+            .map(|t| format!(", next attempt {t}"))
+            .unwrap_or_default();
+        writeln!(
+            o,
+            "  #{} {}: {} after {} attempt(s){next}",
+            d.id,
+            d.handler,
+            d.shown_status(),
+            d.attempts
+        )?;
+    }
+    for a in &attempts {
+        write_attempt(&mut o, a, is_http(cfg, &a.handler))?;
+    }
+    Ok(())
+}
+
+/// The event's fields, headers and payload.
+fn write_event(
+    o: &mut impl Write,
+    e: &EventDetail,
+    payload: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let r = &e.row;
+    writeln!(o, "event {}  {} / {}", r.id, r.source, r.provider)?;
+    writeln!(
+        o,
+        "  event id     {}{}",
+        r.event_id,
+        if r.id_synthetic {
+            " (synthetic: hash of the body)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        o,
+        "  type         {} (as sent: {})",
+        r.event_type, e.type_raw
+    )?;
+    writeln!(
+        o,
+        "  occurred at  {}",
+        r.occurred_at.as_deref().unwrap_or("-")
+    )?;
+    writeln!(o, "  received at  {}", r.received_at)?;
+    writeln!(o, "  verified     {}", e.verified)?;
+    writeln!(
+        o,
+        "  status       {} (duplicates received: {})",
+        r.status, r.duplicates
+    )?;
+    writeln!(o, "headers")?;
+    for (k, v) in &e.headers {
+        writeln!(o, "  {k}: {}", clip(v, 200))?;
+    }
+    writeln!(o, "payload")?;
+    writeln!(o, "{}", serde_json::to_string_pretty(payload)?)?;
+    Ok(())
 }
 
 /// Whether `handler` is an http handler in the current config.

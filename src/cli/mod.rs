@@ -4,6 +4,7 @@
 //! and exit code 1; usage errors exit 2 (clap's default).
 
 mod check;
+mod db;
 mod deliveries;
 mod events;
 mod manage;
@@ -25,7 +26,6 @@ mod unregister;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::config::{self, Config};
@@ -212,28 +212,11 @@ pub fn load(path: &Path) -> anyhow::Result<Config> {
     Ok(config::load(path)?)
 }
 
-/// Opens the database of `cfg` for a CLI verb. Read-only verbs refuse to
-/// create one where the daemon never ran.
+/// Opens the SQLite database of `cfg` for a CLI verb that does not run
+/// on PostgreSQL yet. Read-only verbs refuse to create one where the
+/// daemon never ran.
 pub fn open_db(cfg: &Config, write: bool) -> anyhow::Result<rusqlite::Connection> {
     cfg.require_sqlite("this hookd verb")
         .map_err(anyhow::Error::msg)?;
-    let path = cfg.database_path();
-    if !path.exists() {
-        if !write {
-            bail!(
-                "no database at {} yet (has `hookd run` been started with this config?)",
-                path.display()
-            );
-        }
-        return crate::store::open_direct(&cfg.daemon.state_dir).map_err(anyhow::Error::msg);
-    }
-    let conn = crate::store::connect(&path, !write)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    if write {
-        // A newer schema from an upgraded daemon is refused here, not mangled.
-        let mut conn = conn;
-        crate::store::schema::migrate(&mut conn).map_err(anyhow::Error::msg)?;
-        return Ok(conn);
-    }
-    Ok(conn)
+    db::open_sqlite(cfg, write)
 }

@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::open_db;
+use super::db::Db;
 use crate::config::Config;
-use crate::store::events;
+
+/// Events deleted per statement.
+const BATCH: usize = 500;
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
@@ -22,16 +24,18 @@ pub fn prune(cfg: &Config, a: PruneArgs) -> anyhow::Result<ExitCode> {
         None => cfg.daemon.retention,
     };
     let before = crate::timefmt::now_micros() - retention.as_micros().min(i64::MAX as u128) as i64;
-    let conn = open_db(cfg, true)?;
-    let mut total = 0;
-    loop {
-        let n = events::prune(&conn, before, 500)?;
-        total += n;
-        if n < 500 {
-            break;
+    let db = Db::open(cfg, true)?;
+    let (total, kept) = db.run(async {
+        let mut total = 0;
+        loop {
+            let n = db.prune_events(before, BATCH).await?;
+            total += n;
+            if n < BATCH as u64 {
+                break;
+            }
         }
-    }
-    let kept = events::unfinished_before(&conn, before)?;
+        anyhow::Ok((total, db.unfinished_before(before).await?))
+    })?;
     println!(
         "pruned {total} event(s) older than {}",
         humantime::format_duration(retention)

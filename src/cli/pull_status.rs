@@ -1,13 +1,14 @@
 //! The pull half of `hookd subscriptions`: per SSE/poll source, what the
 //! daemon last recorded (connected, state and since when, last event,
-//! position, last error). Read straight from the database, so it works
-//! whether or not the daemon is running — and shows the last word of a
-//! daemon that stopped.
+//! position, last error). Read straight from the store (SQLite or
+//! PostgreSQL), so it works whether or not the daemon is running — and
+//! shows the last word of a daemon that stopped.
 
 use serde::Serialize;
 
+use super::db::Db;
 use super::output::{clip, print_rows};
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, SourceConfig, StoreConfig};
 use crate::store::pull_status::{self, PullStatus};
 
 /// One line of output: the source and what was recorded (None: nothing yet).
@@ -28,16 +29,7 @@ pub fn lines(cfg: &Config, sources: &[&SourceConfig]) -> anyhow::Result<Vec<Pull
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    cfg.require_sqlite("this hookd verb")
-        .map_err(anyhow::Error::msg)?;
-    let recorded = if cfg.database_path().exists() {
-        let conn = crate::store::connect(&cfg.database_path(), true)
-            .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
-        // A database from before pull sources has no status table yet.
-        pull_status::list(&conn).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let recorded = recorded(cfg)?;
     Ok(wanted
         .into_iter()
         .map(|s| PullLine {
@@ -46,6 +38,24 @@ pub fn lines(cfg: &Config, sources: &[&SourceConfig]) -> anyhow::Result<Vec<Pull
             pull: recorded.iter().find(|r| r.source == s.name).cloned(),
         })
         .collect())
+}
+
+/// What the daemon recorded about each pull source: nothing where it never
+/// ran (no SQLite database yet).
+fn recorded(cfg: &Config) -> anyhow::Result<Vec<PullStatus>> {
+    match &cfg.store {
+        StoreConfig::Sqlite if !cfg.database_path().exists() => Ok(Vec::new()),
+        StoreConfig::Sqlite => {
+            let conn = crate::store::connect(&cfg.database_path(), true)
+                .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
+            // A database from before pull sources has no status table yet.
+            Ok(pull_status::list(&conn).unwrap_or_default())
+        }
+        StoreConfig::Postgres(_) => {
+            let db = Db::open(cfg, false)?;
+            Ok(db.run(db.pull_statuses())?)
+        }
+    }
 }
 
 pub fn print(lines: &[PullLine], json: bool) -> anyhow::Result<()> {

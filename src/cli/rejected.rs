@@ -5,10 +5,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::open_db;
+use super::db::Db;
 use super::output::{clip, print_rows};
 use crate::config::Config;
-use crate::store::rejected;
 
 #[derive(Args, Debug)]
 pub struct RejectedArgs {
@@ -21,8 +20,8 @@ pub struct RejectedArgs {
 }
 
 pub fn rejected(cfg: &Config, a: RejectedArgs) -> anyhow::Result<ExitCode> {
-    let conn = open_db(cfg, false)?;
-    let rows = rejected::list(&conn, a.source.as_deref(), a.limit)?;
+    let db = Db::open(cfg, false)?;
+    let rows = db.run(db.list_rejected(a.source.as_deref(), a.limit))?;
     print_rows(
         &rows,
         a.json,

@@ -1,7 +1,8 @@
 //! `hookd replay`: put stored events back in the dispatch queue.
 //!
-//! It only edits the queue in SQLite, so it works the same whether the
-//! daemon runs (it picks the work up within a second) or not (it runs at
+//! It only edits the queue in the store (SQLite or PostgreSQL), so it
+//! works the same whether the daemon runs (it picks the work up within a
+//! second; on PostgreSQL every replica is told at once) or not (it runs at
 //! the next start). Replayed runs see `HOOKD_REPLAY=1` and start again at
 //! attempt 1 with a fresh attempt budget.
 
@@ -12,10 +13,11 @@ use anyhow::bail;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{EventSelect, open_db};
+use super::EventSelect;
+use super::db::Db;
 use crate::config::Config;
-use crate::store::deliveries::{self, Requeued};
-use crate::store::events;
+use crate::store::deliveries;
+use crate::store::replay;
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
@@ -51,8 +53,8 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> anyhow::Result<ExitCode> {
             "name event ids or a filter (--source, --type, --since, --until, --status); replaying everything is not a default"
         );
     }
-    let mut conn = open_db(cfg, !a.dry_run)?;
-    let pairs = targets(cfg, &conn, &a, filtered)?;
+    let db = Db::open(cfg, !a.dry_run)?;
+    let pairs = db.run(targets(cfg, &db, &a, filtered))?;
     if pairs.is_empty() {
         eprintln!("nothing to replay");
         return Ok(ExitCode::SUCCESS);
@@ -64,6 +66,17 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> anyhow::Result<ExitCode> {
         println!("{} run(s) would be queued", pairs.len());
         return Ok(ExitCode::SUCCESS);
     }
+    let (queued, running) = requeue(&db, &pairs)?;
+    println!("queued {queued} run(s) for replay");
+    if running > 0 {
+        println!("skipped {running} that are running right now");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Puts `pairs` back in the queue, a transaction per chunk, with a progress
+/// bar on a terminal. Returns (queued, skipped because running).
+fn requeue(db: &Db, pairs: &[(i64, String)]) -> anyhow::Result<(usize, usize)> {
     let bar = ProgressBar::new(pairs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
@@ -72,28 +85,19 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let (mut queued, mut running) = (0, 0);
     let now = crate::timefmt::now_micros();
     for chunk in pairs.chunks(500) {
-        let tx = conn.transaction()?;
-        for (event, handler) in chunk {
-            match deliveries::requeue(&tx, *event, handler, now)? {
-                Requeued::Queued => queued += 1,
-                Requeued::AlreadyRunning => running += 1,
-            }
-        }
-        tx.commit()?;
+        let (q, r) = replay::tally(db.run(db.requeue(chunk, now))?);
+        queued += q;
+        running += r;
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    println!("queued {queued} run(s) for replay");
-    if running > 0 {
-        println!("skipped {running} that are running right now");
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok((queued, running))
 }
 
 /// The (event, handler) pairs to replay.
-fn targets(
+async fn targets(
     cfg: &Config,
-    conn: &rusqlite::Connection,
+    db: &Db,
     a: &ReplayArgs,
     filtered: bool,
 ) -> anyhow::Result<Vec<(i64, String)>> {
@@ -104,14 +108,14 @@ fn targets(
         scope = Some(a.ids.iter().copied().collect());
     }
     if filtered {
-        let matching: BTreeSet<i64> = events::ids(conn, &filter)?.into_iter().collect();
+        let matching: BTreeSet<i64> = db.event_ids(&filter).await?.into_iter().collect();
         scope = Some(match scope {
             Some(ids) => ids.intersection(&matching).copied().collect(),
             None => matching,
         });
     }
     if let Some(status) = &a.status {
-        let pairs = deliveries::pairs_with_status(conn, status, a.handler.as_deref())?;
+        let pairs = db.pairs_with_status(status, a.handler.as_deref()).await?;
         return Ok(pairs
             .into_iter()
             .filter(|(e, _)| scope.as_ref().is_none_or(|s| s.contains(e)))
@@ -119,7 +123,7 @@ fn targets(
     }
     let mut out = Vec::new();
     for id in scope.unwrap_or_default() {
-        let Some(e) = events::get(conn, id)? else {
+        let Some(e) = db.event(id).await? else {
             bail!("no event with id {id}");
         };
         let handlers = match &a.handler {

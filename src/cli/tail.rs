@@ -1,10 +1,13 @@
 //! `hookd tail`: follow new events (and, with `--deliveries`, attempts as
 //! they end) like `tail -f`.
 //!
-//! It reads the store only, through a read-only connection, by id cursor
-//! every [`INTERVAL`]: it needs no port and works the same whether the
-//! daemon runs or not. It starts at the newest row unless `--since` is
-//! given, and exits 0 on SIGINT or SIGTERM.
+//! It reads the store only (SQLite through a read-only connection, or
+//! PostgreSQL), by id cursor every [`INTERVAL`]: it needs no port and works
+//! the same whether the daemon runs or not. It starts at the newest row unless `--since` is
+//! given, and exits 0 on SIGINT or SIGTERM. On PostgreSQL, where replicas
+//! commit rows out of id order, it reads only as far as the ids are final
+//! ([`crate::store::pg::settled`]), so a row that commits late is printed
+//! late rather than never.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -15,10 +18,12 @@ use clap::Args;
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{EventSelect, open_db};
+use super::EventSelect;
+use super::db::Db;
 use crate::config::Config;
-use crate::store::deliveries::{self, EndedAttempt};
+use crate::store::deliveries::EndedAttempt;
 use crate::store::events::{self, EventRow};
+use crate::store::pg::settled::{Settled, Table};
 
 /// How often the store is read.
 const INTERVAL: Duration = Duration::from_millis(250);
@@ -46,10 +51,24 @@ pub struct TailArgs {
     pub json: bool,
 }
 
-/// Where the tail has read up to.
+/// Where the tail has read up to, and which ids are final (on PostgreSQL
+/// rows commit out of id order: the tail reads no further than that).
 struct Cursor {
     event: i64,
     attempt: i64,
+    events_settled: Settled,
+    attempts_settled: Settled,
+}
+
+impl Cursor {
+    fn at(event: i64, attempt: i64) -> Cursor {
+        Cursor {
+            event,
+            attempt,
+            events_settled: Settled::new(Table::Events),
+            attempts_settled: Settled::new(Table::Attempts),
+        }
+    }
 }
 
 pub fn tail(cfg: &Config, a: TailArgs) -> anyhow::Result<ExitCode> {
@@ -70,26 +89,22 @@ pub fn tail(cfg: &Config, a: TailArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let filter = select.filter(a.status.clone(), Some(BATCH))?;
-    let conn = open_db(cfg, false)?;
+    let db = Db::open(cfg, false)?;
     let mut cursor = match a.since {
-        Some(_) => Cursor {
-            event: 0,
-            attempt: 0,
-        },
-        None => Cursor {
-            event: events::newest_id(&conn)?,
-            attempt: deliveries::newest_attempt_id(&conn)?,
-        },
+        Some(_) => Cursor::at(0, 0),
+        None => db.run(async {
+            anyhow::Ok(Cursor::at(
+                db.newest_event_id().await?,
+                db.newest_attempt_id().await?,
+            ))
+        })?,
     };
     // From --since on, attempts are those started since then (times
     // compare as text: they are all written by `format_micros`).
     let attempts_since = filter.since.map(crate::timefmt::format_micros);
     let style = Style::for_stdout(a.json);
     eprintln!("hookd tail: following new events (Ctrl-C to stop)");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+    db.run(async {
         let mut int = signal(SignalKind::interrupt())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut tick = tokio::time::interval(INTERVAL);
@@ -99,10 +114,16 @@ pub fn tail(cfg: &Config, a: TailArgs) -> anyhow::Result<ExitCode> {
                 _ = term.recv() => break,
                 _ = tick.tick() => {}
             }
-            let ev = events::after(&conn, &filter, cursor.event)?;
+            // What is final first, then the rows: none below it is missed.
+            let upto = db.settled(&mut cursor.events_settled).await?;
+            let mut ev = db.events_after(&filter, cursor.event).await?;
+            ev.retain(|e| e.id <= upto);
             let at = if a.deliveries {
+                let upto = db.settled(&mut cursor.attempts_settled).await?;
                 let only = (a.source.as_deref(), a.type_glob.as_deref());
-                deliveries::attempts_after(&conn, cursor.attempt, only, BATCH)?
+                let mut at = db.attempts_after(cursor.attempt, only, BATCH).await?;
+                at.retain(|x| x.seq <= upto);
+                at
             } else {
                 Vec::new()
             };

@@ -8,10 +8,11 @@
 //! whether the database answers is for start-up to find out.
 //!
 //! `lease` and `pool_size` tune a PostgreSQL store and are refused without
-//! `url`. The daemon, the provider verbs (`register`, `subscriptions`, …)
-//! and `hookd store copy` run on PostgreSQL; an entry point that does not
-//! yet refuses it with a message saying so ([`Config::require_sqlite`]):
-//! the key is never accepted and then ignored.
+//! `url`. The daemon, every store verb (`events`, `deliveries`, `replay`,
+//! `rejected`, `prune`, `tail`, `subscriptions`, …), `hookd store copy` and
+//! the web console run on PostgreSQL; an entry point that does not yet
+//! refuses it with a message saying so ([`Config::require_sqlite`]): the
+//! key is never accepted and then ignored.
 
 use serde::Deserialize;
 
@@ -132,7 +133,7 @@ impl Config {
         match &self.store {
             StoreConfig::Sqlite => Ok(()),
             StoreConfig::Postgres(pg) => Err(format!(
-                "{}: store.url: {what} does not run on a PostgreSQL store yet ({}); this build can only use SQLite in daemon.state_dir: remove [store] to use it",
+                "{}: store.url: {what} does not run on a PostgreSQL store yet ({}); remove [store] to use SQLite in daemon.state_dir",
                 self.file.display(),
                 pg.target
             )),

@@ -1,7 +1,7 @@
 //! The console's actions: replay one event, or every dead delivery of a
 //! handler. `POST` only, with the page's CSRF token, and only when
 //! `[admin] console_actions = true`. They edit the queue exactly as
-//! `hookd replay` does ([`deliveries::requeue`]) and wake the dispatcher.
+//! `hookd replay` does ([`crate::store::replay`]) and wake the dispatcher.
 
 use axum::Form;
 use axum::extract::State;
@@ -10,8 +10,7 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use super::Console;
-use crate::store::deliveries::{self, Requeued};
-use crate::store::{StoreError, events};
+use crate::store::{StoreError, deliveries, replay};
 
 /// Pairs put back per store transaction, as `hookd replay` does.
 const CHUNK: usize = 500;
@@ -65,7 +64,7 @@ pub async fn replay_event(State(c): State<Console>, Form(f): Form<ReplayEvent>) 
         return r;
     }
     let id = f.event;
-    let event = match c.store.read(move |conn| events::get(conn, id)).await {
+    let event = match c.store.event(id).await {
         Ok(Some(e)) => e,
         Ok(None) => {
             return (StatusCode::NOT_FOUND, format!("no event with id {id}\n")).into_response();
@@ -106,10 +105,9 @@ pub async fn replay_dead(State(c): State<Console>, Form(f): Form<ReplayDead>) ->
         )
             .into_response();
     }
-    let handler = f.handler.clone();
     let pairs = c
         .store
-        .read(move |conn| deliveries::pairs_with_status(conn, deliveries::DEAD, Some(&handler)))
+        .pairs_with_status(deliveries::DEAD, Some(f.handler.clone()))
         .await;
     let pairs = match pairs {
         Ok(p) => p,
@@ -129,20 +127,9 @@ pub async fn replay_dead(State(c): State<Console>, Form(f): Form<ReplayDead>) ->
 async fn requeue(c: &Console, pairs: Vec<(i64, String)>) -> Result<usize, StoreError> {
     let mut queued = 0;
     for chunk in pairs.chunks(CHUNK) {
-        let chunk = chunk.to_vec();
         let now = crate::timefmt::now_micros();
-        queued += c
-            .store
-            .write(move |conn| {
-                let mut n = 0;
-                for (event, handler) in &chunk {
-                    if deliveries::requeue(conn, *event, handler, now)? == Requeued::Queued {
-                        n += 1;
-                    }
-                }
-                Ok(n)
-            })
-            .await?;
+        let (q, _running) = replay::tally(c.store.requeue(chunk.to_vec(), now).await?);
+        queued += q;
     }
     c.wake.notify_one();
     Ok(queued)

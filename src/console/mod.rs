@@ -3,7 +3,8 @@
 //! the headline metrics, rendered on the server (no script, nothing loaded
 //! from elsewhere), plus replay actions when `[admin] console_actions`.
 //!
-//! Every page reads through the same store queries as the CLI verbs.
+//! Every page reads through the same store queries as the CLI verbs, on
+//! SQLite or PostgreSQL ([`Backend`]).
 //! With `[admin] token` set every page needs it ([`auth`]); actions are
 //! `POST` forms carrying a per-process CSRF token ([`actions`]).
 
@@ -21,7 +22,7 @@ use tokio::sync::Notify;
 
 use crate::metrics::SharedMetrics;
 use crate::runtime::SharedRuntime;
-use crate::store::Store;
+use crate::store::Backend;
 
 /// Rows on a page unless `limit` asks for fewer or more.
 pub const PAGE: usize = 50;
@@ -33,7 +34,8 @@ const MAX_FORM: usize = 16 << 10;
 /// What the console's handlers share.
 #[derive(Clone)]
 pub struct Console {
-    pub store: Store,
+    /// The store its pages read and its actions replay through, either backend.
+    pub store: Backend,
     pub metrics: SharedMetrics,
     pub runtime: SharedRuntime,
     /// Tells the dispatcher that replayed work is waiting.

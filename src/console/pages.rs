@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use super::{Console, given, page_size, views};
 use crate::dispatch::started;
-use crate::store::deliveries::{self, DeliveryFilter, DeliveryRow, STATUSES};
-use crate::store::events::{self, EventFilter, STATUSES as EVENT_STATUSES};
-use crate::store::{StoreError, pull_status, rejected};
+use crate::store::StoreError;
+use crate::store::deliveries::{AttemptRow, DeliveryFilter, DeliveryRow, STATUSES};
+use crate::store::events::{EventDetail, EventFilter, EventRow, STATUSES as EVENT_STATUSES};
 
 /// Attempts shown on an event's page, newest kept.
 const MAX_ATTEMPTS: usize = 100;
@@ -105,7 +105,7 @@ pub async fn events(State(c): State<Console>, Query(q): Query<EventsQuery>) -> R
         ..Default::default()
     };
     let shown = filter.clone();
-    let rows = match c.store.read(move |conn| events::list(conn, &filter)).await {
+    let rows: Vec<EventRow> = match c.store.list_events(filter).await {
         Ok(r) => r,
         Err(e) => return store_error(e),
     };
@@ -121,24 +121,12 @@ pub async fn event(
     Query(q): Query<LimitQuery>,
 ) -> Response {
     let state_dir = c.runtime.load().config.daemon.state_dir.clone();
-    let found = c
-        .store
-        .read(move |conn| {
-            let Some(e) = events::get(conn, id)? else {
-                return Ok(None);
-            };
-            let attempts = deliveries::attempts_for_event(conn, id)?;
-            let mut dels = deliveries::list(
-                conn,
-                &DeliveryFilter {
-                    event: Some(id),
-                    ..Default::default()
-                },
-            )?;
+    let found = event_with_runs(&c, id).await.map(|found| {
+        found.map(|(e, mut dels, attempts)| {
             mark_held(&state_dir, &mut dels);
-            Ok(Some((e, dels, attempts)))
+            (e, dels, attempts)
         })
-        .await;
+    });
     match found {
         Ok(Some((e, dels, attempts))) => {
             // The newest attempts; an event replayed many times keeps them all.
@@ -161,6 +149,24 @@ pub async fn event(
     }
 }
 
+/// The event, its deliveries and its attempts; None when there is no such event.
+async fn event_with_runs(c: &Console, id: i64) -> Result<Option<EventWithRuns>, StoreError> {
+    let Some(e) = c.store.event(id).await? else {
+        return Ok(None);
+    };
+    let attempts = c.store.attempts_for_event(id).await?;
+    let dels = c
+        .store
+        .list_deliveries(DeliveryFilter {
+            event: Some(id),
+            ..Default::default()
+        })
+        .await?;
+    Ok(Some((e, dels, attempts)))
+}
+
+type EventWithRuns = (EventDetail, Vec<DeliveryRow>, Vec<AttemptRow>);
+
 /// `GET /deliveries`: handler runs by status, with "replay dead" buttons.
 pub async fn deliveries(State(c): State<Console>, Query(q): Query<DeliveriesQuery>) -> Response {
     let status = match status_filter(&q.status, &STATUSES) {
@@ -176,11 +182,7 @@ pub async fn deliveries(State(c): State<Console>, Query(q): Query<DeliveriesQuer
         ..Default::default()
     };
     let shown = filter.clone();
-    let rows = match c
-        .store
-        .read(move |conn| deliveries::list(conn, &filter))
-        .await
-    {
+    let rows = match c.store.list_deliveries(filter).await {
         Ok(r) => r,
         Err(e) => return store_error(e),
     };
@@ -208,11 +210,7 @@ pub async fn deliveries(State(c): State<Console>, Query(q): Query<DeliveriesQuer
 pub async fn rejected(State(c): State<Console>, Query(q): Query<LimitQuery>) -> Response {
     let size = page_size(q.limit);
     let before = q.before;
-    match c
-        .store
-        .read(move |conn| rejected::page(conn, None, before, size + 1))
-        .await
-    {
+    match c.store.rejected_page(None, before, size + 1).await {
         Ok(rows) => {
             let (rows, more) = one_page(rows, size);
             views::rejected(&rows, size, more).into_response()
@@ -223,7 +221,7 @@ pub async fn rejected(State(c): State<Console>, Query(q): Query<LimitQuery>) -> 
 
 /// `GET /sources`: what each SSE and poll source is doing.
 pub async fn sources(State(c): State<Console>) -> Response {
-    match c.store.read(pull_status::list).await {
+    match c.store.pull_statuses().await {
         Ok(rows) => views::sources(&rows).into_response(),
         Err(e) => store_error(e),
     }

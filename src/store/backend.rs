@@ -19,7 +19,7 @@ use super::deliveries::{
 };
 use super::events::{self, Ingested, NewEvent};
 use super::pg::{PgStore, PoolFigures};
-use super::pull_status::{self, Counts, PullStatus, State};
+use super::pull_status::{self, Counts, State};
 use super::rejected::{self, NewRejection, RejectedRow};
 use super::{Pending, Result, Store};
 
@@ -440,14 +440,6 @@ impl Backend {
     pub async fn release_source(&self, source: &str) {
         if let Backend::Postgres(p) = self {
             p.release_source(source).await;
-        }
-    }
-
-    /// Every pull source's status with its position.
-    pub async fn pull_list(&self) -> Result<Vec<PullStatus>> {
-        match self {
-            Backend::Sqlite(s) => s.read(pull_status::list).await,
-            Backend::Postgres(p) => p.pull_list().await,
         }
     }
 

@@ -12,7 +12,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::{Result, rules};
+use super::{Result, replay, rules};
 use crate::timefmt;
 
 pub const PENDING: &str = "pending";
@@ -340,35 +340,49 @@ pub fn recover_running(
     })
 }
 
-/// Puts one (event, handler) back in the queue as a replay, creating the
-/// delivery if the handler never had it. A running delivery is left alone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Requeued {
-    Queued,
-    AlreadyRunning,
-}
+pub use super::replay::Requeued;
 
+/// Puts one (event, handler) back in the queue as a replay, as
+/// [`super::replay`] says: a running delivery is left alone, another starts
+/// over, a missing one is created.
 pub fn requeue(conn: &Connection, event: i64, handler: &str, now: i64) -> Result<Requeued> {
     let status: Option<String> = conn
         .prepare_cached("SELECT status FROM deliveries WHERE event = ?1 AND handler = ?2")?
         .query_row(params![event, handler], |r| r.get(0))
         .optional()?;
-    match status.as_deref() {
-        Some(RUNNING) => return Ok(Requeued::AlreadyRunning),
-        Some(_) => {
+    let r = replay::replayed(now);
+    match replay::step(status.as_deref()) {
+        replay::Step::Skip => return Ok(Requeued::AlreadyRunning),
+        replay::Step::Reset => {
             conn.prepare_cached(
-                "UPDATE deliveries SET status = 'pending', attempts = 0, replay = 1, next_attempt_at = ?3,
-                        updated_at = ?3, last_error = NULL
+                "UPDATE deliveries SET status = ?3, attempts = ?4, replay = ?5, next_attempt_at = ?6,
+                        updated_at = ?7, last_error = NULL
                  WHERE event = ?1 AND handler = ?2",
             )?
-            .execute(params![event, handler, now])?;
+            .execute(params![
+                event,
+                handler,
+                r.status,
+                r.attempts,
+                r.replay,
+                r.next_attempt_at,
+                r.updated_at
+            ])?;
         }
-        None => {
+        replay::Step::Create => {
             conn.prepare_cached(
-                "INSERT INTO deliveries (event, handler, status, replay, next_attempt_at, updated_at)
-                 VALUES (?1, ?2, 'pending', 1, ?3, ?3)",
+                "INSERT INTO deliveries (event, handler, status, attempts, replay, next_attempt_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![event, handler, now])?;
+            .execute(params![
+                event,
+                handler,
+                r.status,
+                r.attempts,
+                r.replay,
+                r.next_attempt_at,
+                r.updated_at
+            ])?;
             conn.prepare_cached("UPDATE events SET routed = routed + 1 WHERE id = ?1")?
                 .execute([event])?;
         }

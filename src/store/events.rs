@@ -137,14 +137,8 @@ pub const STATUSES: [&str; 6] = [
     "dead",
 ];
 
-/// The event's overall state, derived from its deliveries.
-const STATUS_SQL: &str = "CASE WHEN e.routed = 0 THEN 'unrouted' ELSE COALESCE((
-    SELECT CASE WHEN SUM(d.status = 'dead') > 0 THEN 'dead'
-                WHEN SUM(d.status = 'running') > 0 THEN 'running'
-                WHEN SUM(d.status = 'failed') > 0 THEN 'failed'
-                WHEN SUM(d.status = 'pending') > 0 THEN 'pending'
-                ELSE 'succeeded' END
-    FROM deliveries d WHERE d.event = e.id), 'unrouted') END";
+/// The event's overall state, derived from its deliveries (shared with PostgreSQL).
+const STATUS_SQL: &str = super::rules::EVENT_STATUS_SQL;
 
 const ROW_COLUMNS: &str = "e.id, e.event_id, e.source, e.provider, e.type, e.occurred_at,
     e.received_at, e.duplicates, e.id_synthetic";
@@ -254,26 +248,25 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<EventDetail>> {
 /// finished (no delivery pending, failed-and-retrying or running). Returns
 /// how many went. Their dedup keys go with them.
 pub fn prune(conn: &Connection, before: i64, batch: usize) -> Result<usize> {
-    let n = conn.execute(
+    let sql = format!(
         "DELETE FROM events WHERE id IN (
             SELECT e.id FROM events e WHERE e.received_at < ?1
-              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id
-                              AND d.status IN ('pending', 'failed', 'running'))
+              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id AND {})
             LIMIT ?2)",
-        params![before, batch as i64],
-    )?;
+        super::rules::UNFINISHED_SQL
+    );
+    let n = conn.execute(&sql, params![before, batch as i64])?;
     Ok(n)
 }
 
 /// Events older than `before` kept back because their work is unfinished.
 pub fn unfinished_before(conn: &Connection, before: i64) -> Result<i64> {
-    Ok(conn.query_row(
+    let sql = format!(
         "SELECT COUNT(*) FROM events e WHERE e.received_at < ?1
-           AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id
-                       AND d.status IN ('pending', 'failed', 'running'))",
-        [before],
-        |r| r.get(0),
-    )?)
+           AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id AND {})",
+        super::rules::UNFINISHED_SQL
+    );
+    Ok(conn.query_row(&sql, [before], |r| r.get(0))?)
 }
 
 #[cfg(test)]

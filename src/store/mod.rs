@@ -8,6 +8,7 @@
 //! safe while the daemon runs.
 
 mod backend;
+mod backend_query;
 mod backend_subscriptions;
 mod checkpoint;
 pub mod copy;
@@ -18,6 +19,7 @@ mod job_queue;
 pub mod pg;
 pub mod pull_status;
 pub mod rejected;
+pub mod replay;
 pub mod rules;
 pub mod schema;
 pub mod subscriptions;

@@ -5,9 +5,10 @@
 //! time reached) becomes `running` and its attempt counter goes up in the
 //! same statement. What follows an attempt ([`next_after`]) and where the
 //! delivery goes then ([`after_attempt`]). What undoing a claim that never
-//! ran does ([`UNCLAIMED_STATUS_SQL`]). And what a run that was cut off
-//! counts as: an `interrupted` attempt, due again at once. This module
-//! owns no SQL dialect: the one SQL fragment here is plain SQL both
+//! ran does ([`UNCLAIMED_STATUS_SQL`]). What a run that was cut off
+//! counts as: an `interrupted` attempt, due again at once. And the state
+//! an event is listed in, from its deliveries ([`EVENT_STATUS_SQL`]). This
+//! module owns no SQL dialect: its SQL fragments are plain SQL both
 //! engines read the same way.
 
 use std::time::Duration;
@@ -30,6 +31,21 @@ pub const INTERRUPTED_LEASE: &str =
 /// already raised by that claim: a delivery tried before is `failed`
 /// (waiting for its retry), one never tried is `pending`.
 pub const UNCLAIMED_STATUS_SQL: &str = "CASE WHEN attempts > 1 THEN 'failed' ELSE 'pending' END";
+
+/// An event's overall state (`events e`), derived from its deliveries:
+/// `unrouted` with no handler, else the most urgent of its deliveries'
+/// states (dead, running, failed, pending), else `succeeded`.
+pub const EVENT_STATUS_SQL: &str = "CASE WHEN e.routed = 0 THEN 'unrouted' ELSE COALESCE((
+    SELECT CASE WHEN SUM(CASE WHEN d.status = 'dead' THEN 1 ELSE 0 END) > 0 THEN 'dead'
+                WHEN SUM(CASE WHEN d.status = 'running' THEN 1 ELSE 0 END) > 0 THEN 'running'
+                WHEN SUM(CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END) > 0 THEN 'failed'
+                WHEN SUM(CASE WHEN d.status = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'pending'
+                ELSE 'succeeded' END
+    FROM deliveries d WHERE d.event = e.id), 'unrouted') END";
+
+/// The deliveries whose work is not finished: their events are kept by
+/// `hookd prune` (`d` is the deliveries table).
+pub const UNFINISHED_SQL: &str = "d.status IN ('pending', 'failed', 'running')";
 
 /// How an attempt ended, as far as what follows depends on it.
 #[derive(Clone, Copy, Debug, Default)]

@@ -223,15 +223,18 @@ pub async fn list(c: &impl GenericClient, f: &DeliveryFilter) -> Result<Vec<Deli
              FROM deliveries d JOIN events e ON e.id = d.event
              WHERE ($1::text IS NULL OR d.handler = $1) AND ($2::text IS NULL OR d.status = $2)
                AND ($3::text IS NULL OR e.source = $3) AND ($4::bigint IS NULL OR d.updated_at >= $4)
-               AND ($5::bigint IS NULL OR d.event = $5)
+               AND ($5::bigint IS NULL OR d.event = $5) AND d.id < $7
              ORDER BY d.id DESC LIMIT $6",
         )
         .await?;
     let limit = f.limit.map_or(i64::MAX, |l| l as i64);
+    let before = f.before.unwrap_or(i64::MAX);
     let rows = c
         .query(
             &stmt,
-            &[&f.handler, &f.status, &f.source, &f.since, &f.event, &limit],
+            &[
+                &f.handler, &f.status, &f.source, &f.since, &f.event, &limit, &before,
+            ],
         )
         .await?;
     Ok(rows

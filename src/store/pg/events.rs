@@ -63,13 +63,13 @@ pub async fn insert(tx: &Transaction<'_>, e: &NewEvent) -> Result<Ingested> {
 /// their dedup keys. Returns how many went.
 pub async fn prune(c: &impl GenericClient, before: i64, batch: usize) -> Result<u64> {
     let stmt = c
-        .prepare_cached(
+        .prepare_cached(&format!(
             "DELETE FROM events WHERE id IN (
                 SELECT e.id FROM events e WHERE e.received_at < $1
-                  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id
-                                  AND d.status IN ('pending', 'failed', 'running'))
+                  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id AND {})
                 LIMIT $2)",
-        )
+            crate::store::rules::UNFINISHED_SQL
+        ))
         .await?;
     Ok(c.execute(&stmt, &[&before, &(batch as i64)]).await?)
 }

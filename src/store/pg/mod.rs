@@ -18,11 +18,15 @@ mod batch;
 pub mod connect;
 pub mod deliveries;
 pub mod events;
+mod light;
 mod owner;
 pub mod pull;
+pub mod query;
 pub mod rejected;
+pub mod replay;
 mod replica;
 pub mod schema;
+pub mod settled;
 pub mod subscriptions;
 
 pub use replica::PoolFigures;
@@ -170,23 +174,8 @@ impl PgStore {
     /// Connects, migrates (once across replicas) and starts the background
     /// tasks. `url` is the resolved `[store] url`.
     pub async fn open(url: &str, opts: PgOptions) -> Result<PgStore, String> {
-        let cfg = connect::parse_url(url)?;
+        let (pool, cfg) = light::pool_migrated(url, opts.pool_size).await?;
         let target = connect::describe_target(&cfg);
-        let pool = connect::pool(&cfg, opts.pool_size)?;
-        let mut client = pool
-            .get()
-            .await
-            .map_err(|e| format!("cannot connect to {target}: {}", pool_error(&e)))?;
-        let found = schema::migrate(&mut client)
-            .await
-            .map_err(|e| format!("{target}: {e}"))?;
-        if found < schema::VERSION {
-            tracing::info!(
-                "migrated {target} from schema version {found} to {}",
-                schema::VERSION
-            );
-        }
-        drop(client);
         let stop = CancellationToken::new();
         let work = Arc::new(Notify::new());
         let ingest = batch::start(pool.clone(), &opts, stop.clone());

@@ -11,8 +11,7 @@ use deadpool_postgres::{GenericClient, Object};
 use super::{Result, batch};
 use crate::store::cursors::{Advance, Cursor};
 use crate::store::events::{Ingested, NewEvent};
-use crate::store::pull_status::{Counts, PullStatus, State, is_connected};
-use crate::timefmt;
+use crate::store::pull_status::{Counts, State};
 
 /// The stored position of `source`.
 pub async fn cursor(c: &impl GenericClient, source: &str) -> Result<Option<Cursor>> {
@@ -132,41 +131,4 @@ pub async fn retain(c: &impl GenericClient, names: &[String]) -> Result<u64> {
         .prepare_cached("DELETE FROM pull_status WHERE NOT (source = ANY($1))")
         .await?;
     Ok(c.execute(&stmt, &[&names]).await?)
-}
-
-/// Every source's status with its position, by source name.
-pub async fn list(c: &impl GenericClient) -> Result<Vec<PullStatus>> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT p.source, p.mode, p.state, p.state_since, p.last_event_at, p.events,
-                    p.reconnects, p.polls, c.cursor, c.position_at, c.last_event_id,
-                    p.last_error, p.last_error_at
-             FROM pull_status p LEFT JOIN cursors c ON c.source = p.source
-             ORDER BY p.source",
-        )
-        .await?;
-    let fmt = |t: Option<i64>| t.map(timefmt::format_micros);
-    Ok(c.query(&stmt, &[])
-        .await?
-        .iter()
-        .map(|r| {
-            let state: String = r.get(2);
-            PullStatus {
-                source: r.get(0),
-                mode: r.get(1),
-                connected: is_connected(&state),
-                state,
-                state_since: timefmt::format_micros(r.get(3)),
-                last_event_at: fmt(r.get(4)),
-                events: r.get(5),
-                reconnects: r.get(6),
-                polls: r.get(7),
-                cursor: r.get(8),
-                position_at: fmt(r.get(9)),
-                last_event_id: r.get(10),
-                last_error: r.get(11),
-                last_error_at: fmt(r.get(12)),
-            }
-        })
-        .collect())
 }

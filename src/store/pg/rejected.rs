@@ -6,8 +6,7 @@
 use deadpool_postgres::GenericClient;
 
 use super::Result;
-use crate::store::rejected::{BODY_KEEP, NewRejection, RejectedRow, preview};
-use crate::timefmt;
+use crate::store::rejected::{BODY_KEEP, NewRejection, RejectedRow};
 
 /// Records one refusal and trims the table to the newest `keep` rows.
 pub async fn insert(c: &impl GenericClient, r: &NewRejection, keep: usize) -> Result<()> {
@@ -50,26 +49,5 @@ pub async fn list(
     source: Option<&str>,
     limit: usize,
 ) -> Result<Vec<RejectedRow>> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT id, source, path, reason, code, status, received_at, remote, body_len, body
-             FROM rejected WHERE ($1::text IS NULL OR source = $1) ORDER BY id DESC LIMIT $2",
-        )
-        .await?;
-    let rows = c.query(&stmt, &[&source, &(limit as i64)]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| RejectedRow {
-            id: r.get(0),
-            source: r.get(1),
-            path: r.get(2),
-            reason: r.get(3),
-            code: r.get(4),
-            status: r.get::<_, i32>(5) as u16,
-            received_at: timefmt::format_micros(r.get(6)),
-            remote: r.get(7),
-            body_len: r.get(8),
-            body_preview: preview(&r.get::<_, Vec<u8>>(9)),
-        })
-        .collect())
+    super::query::rejected_page(c, source, None, limit).await
 }

@@ -7,7 +7,7 @@ use super::{PgStore, Result, deliveries, pull};
 use crate::store::cursors::{Advance, Cursor};
 use crate::store::deliveries::{Claimed, Record};
 use crate::store::events::{Ingested, NewEvent};
-use crate::store::pull_status::{Counts, PullStatus, State};
+use crate::store::pull_status::{Counts, State};
 
 /// The pool's state, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -86,11 +86,6 @@ impl PgStore {
     pub async fn pull_retain(&self, names: &[String]) -> Result<u64> {
         let conn = self.conn().await?;
         pull::retain(&conn, names).await
-    }
-
-    pub async fn pull_list(&self) -> Result<Vec<PullStatus>> {
-        let conn = self.conn().await?;
-        pull::list(&conn).await
     }
 
     /// The pool's figures right now.
