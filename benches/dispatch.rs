@@ -133,7 +133,7 @@ fn drain(dir: &Path, handler: &str, n: usize) -> f64 {
     if std::env::var_os("HOOKD_BENCH_THREADS").is_some() {
         eprintln!("  CPU µs per run by thread: {:?}", cpu_by_thread(n));
     }
-    let st = daemon.store.stats();
+    let st = daemon.store.sqlite().expect("a SQLite store").stats();
     rt.block_on(daemon.shutdown());
     assert_eq!(succeeded(dir), n as i64, "every delivery succeeded");
     println!(

@@ -311,7 +311,7 @@ fn main() {
     // hurts both sides alike. Fresh ids each run: every request is a new event.
     load(bare_url.clone(), conns, 1, "warm-bare");
     load(url.clone(), conns, 1, "warmup");
-    let warm = daemon.store.stats();
+    let warm = daemon.store.sqlite().expect("a SQLite store").stats();
     if std::env::var("HOOKD_BENCH_MODE").as_deref() == Ok("open") {
         open_mode(&url, &bare_url, secs);
         hookd_rt.block_on(daemon.shutdown());
@@ -332,8 +332,14 @@ fn main() {
         add_cpu(&mut hookd_cpu, cpu_between(&cpu, &thread_cpu()));
         (ok, bad) = (ok + o, bad + b);
     }
-    let end = daemon.store.stats();
-    let mut wal = daemon.store.path().as_os_str().to_owned();
+    let end = daemon.store.sqlite().expect("a SQLite store").stats();
+    let mut wal = daemon
+        .store
+        .sqlite()
+        .expect("a SQLite store")
+        .path()
+        .as_os_str()
+        .to_owned();
     wal.push("-wal");
     let wal = std::fs::metadata(wal).map_or(0, |m| m.len());
     hookd_rt.block_on(daemon.shutdown());

@@ -138,7 +138,7 @@ idle_timeout = "60s"
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let rate = n as f64 / started.elapsed().as_secs_f64();
-        let stats = daemon.store.stats();
+        let stats = daemon.store.sqlite().expect("a SQLite store").stats();
         daemon.shutdown().await;
         (rate, stats.commits, stats.jobs)
     })

@@ -368,14 +368,16 @@ async fn snapshot_pg(url: &str) -> Snapshot {
         .await
         .unwrap();
     tokio::spawn(conn);
-    let mut s = Snapshot::default();
-    s.stored = db
-        .query(STORED_SQL, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let mut s = Snapshot {
+        stored: db
+            .query(STORED_SQL, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+        ..Snapshot::default()
+    };
     for r in db.query(DELIVERIES_SQL, &[]).await.unwrap() {
         s.deliveries
             .insert((r.get(0), r.get(1)), (r.get(2), r.get(3)));

@@ -22,10 +22,7 @@ pub fn plan(cfg: &Config) -> String {
     let mut out = format!("config {} is valid\n\n", cfg.file.display());
     let state = match &cfg.store {
         StoreConfig::Sqlite => cfg.database_path().display().to_string(),
-        StoreConfig::Postgres(pg) => format!(
-            "PostgreSQL, {} (url from {})",
-            pg.target, pg.url_ref
-        ),
+        StoreConfig::Postgres(pg) => format!("PostgreSQL, {} (url from {})", pg.target, pg.url_ref),
     };
     out += &format!(
         "state      {state} (retention {})\n",
