@@ -14,7 +14,11 @@
 //! 3. http: N stored events forwarded by an http handler to a local
 //!    keep-alive server answering 200 vs a keep-alive client loop posting to
 //!    the same server (`dispatch_http`).
-//! 4. latency: signed pushes at a steady rate to a `/bin/true` exec handler;
+//! 4. replicas: N stored events to `/bin/true` (concurrency 4 per
+//!    replica) on the PostgreSQL store with one and with two replicas,
+//!    next to the SQLite node and the spawn loop, same run (skipped
+//!    without PostgreSQL; the server keeps `fsync` on).
+//! 5. latency: signed pushes at a steady rate to a `/bin/true` exec handler;
 //!    receipt → handler start (the attempt's recorded start, taken just
 //!    before the spawn) p50/p99, next to the push ack latency of the same
 //!    requests as the baseline.
@@ -23,6 +27,7 @@
 //!   HOOKD_BENCH_N=5000 HOOKD_BENCH_STREAM_N=200000 HOOKD_BENCH_RATE=1000 HOOKD_BENCH_SECS=10 cargo bench --bench dispatch
 //!   HOOKD_BENCH_ONLY=exec HOOKD_BENCH_THREADS=1 cargo bench --bench dispatch   # and CPU per run by thread
 //!   HOOKD_BENCH_ONLY=http HOOKD_BENCH_HTTP_N=20000 cargo bench --bench dispatch
+//!   HOOKD_BENCH_ONLY=replicas HOOKD_BENCH_N=4000 cargo bench --bench dispatch
 
 use std::io::Write;
 use std::path::Path;
@@ -36,6 +41,8 @@ use hookd::store::{Store, StoreOptions};
 
 mod common;
 mod dispatch_http;
+#[path = "../tests/pg_support/mod.rs"]
+mod pg_support;
 use common::{clock_hz, env_num, runtime, thread_cpu};
 
 fn config(dir: &Path, handler: &str) -> hookd::config::Config {
@@ -401,6 +408,129 @@ fn latency_bench(rate: u64, secs: u64) {
     );
 }
 
+/// `n` events routed to `h`, stored in the PostgreSQL database at `url`.
+fn preload_pg(rt: &tokio::runtime::Runtime, url: &str, n: usize, h: &str) {
+    rt.block_on(async {
+        let store = hookd::store::pg::PgStore::open(url, Default::default())
+            .await
+            .unwrap();
+        let events: Vec<NewEvent> = (0..n)
+            .map(|i| NewEvent {
+                source: "b".into(),
+                provider: "generic".into(),
+                event_id: format!("e{i}"),
+                id_synthetic: false,
+                event_type: "t".into(),
+                type_raw: "t".into(),
+                occurred_at: None,
+                received_at: hookd::timefmt::now_micros(),
+                headers_json: "[]".into(),
+                body: bytes::Bytes::from(format!(r#"{{"id":"e{i}","type":"t"}}"#)),
+                verified: "bench".into(),
+                handlers: vec![h.to_string()],
+            })
+            .collect();
+        for chunk in events.chunks(500) {
+            store.insert_events(chunk.to_vec()).await.unwrap();
+        }
+    });
+}
+
+/// Starts `replicas` daemons on the PostgreSQL database at `url`, which
+/// holds `n` deliveries; returns seconds until all succeeded.
+fn drain_pg(url: &str, replicas: usize, handler: &str, n: usize) -> f64 {
+    let dirs: Vec<_> = (0..replicas)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    let rts: Vec<_> = (0..replicas)
+        .map(|i| runtime(2, &format!("pg-{i}")))
+        .collect();
+    let probe = runtime(1, "probe");
+    let db = probe.block_on(async {
+        let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c
+    });
+    let store = format!("[store]\nurl = \"{url}\"\n{handler}");
+    let t = Instant::now();
+    let daemons: Vec<Daemon> = rts
+        .iter()
+        .zip(&dirs)
+        .map(|(rt, d)| {
+            rt.block_on(Daemon::start(config(d.path(), &store), Default::default()))
+                .unwrap()
+        })
+        .collect();
+    let open = || -> bool {
+        probe.block_on(async {
+            db.query_one(
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE status IN ('pending', 'failed', 'running'))",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+        })
+    };
+    while open() {
+        std::thread::sleep(Duration::from_millis(10));
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "dispatch did not finish"
+        );
+    }
+    let secs = t.elapsed().as_secs_f64();
+    for (rt, d) in rts.iter().zip(daemons) {
+        rt.block_on(d.shutdown());
+    }
+    let done: i64 = probe.block_on(async {
+        db.query_one("SELECT COUNT(*) FROM attempts WHERE outcome = 'ok'", &[])
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(done, n as i64, "every delivery ran once and was recorded");
+    secs
+}
+
+fn replicas_bench(n: usize) {
+    let conc = 4;
+    let handler =
+        format!("[[handler]]\nname = \"t\"\ncommand = [\"/bin/true\"]\nconcurrency = {conc}\n");
+    let Some(one) = pg_support::durable_database() else {
+        return;
+    };
+    let two = pg_support::durable_database().unwrap();
+    let rt = runtime(2, "preload");
+    preload_pg(&rt, &one.url, n, "t");
+    preload_pg(&rt, &two.url, n, "t");
+    let dir = tempfile::tempdir().unwrap();
+    preload(dir.path(), n, "t");
+    let per = n.div_ceil(conc);
+    let base = (per * conc) as f64 / spawn_loop(conc, per);
+    let sqlite = n as f64 / drain(dir.path(), &handler, n);
+    let pg1 = n as f64 / drain_pg(&one.url, 1, &handler, n);
+    let pg2 = n as f64 / drain_pg(&two.url, 2, &handler, n);
+    println!(
+        "dispatch on PostgreSQL: {n} stored events to /bin/true, concurrency {conc} per replica"
+    );
+    println!("  spawn loop (baseline): {base:>9.0} runs/s ({conc} threads)");
+    println!(
+        "  hookd, SQLite        : {sqlite:>9.0} runs/s, {:.2} of the loop",
+        sqlite / base
+    );
+    println!(
+        "  hookd, PostgreSQL x1 : {pg1:>9.0} runs/s, {:.2} of the loop",
+        pg1 / base
+    );
+    println!(
+        "  hookd, PostgreSQL x2 : {pg2:>9.0} runs/s, {:.2} of the loop",
+        pg2 / base
+    );
+}
+
 fn main() {
     let which = std::env::var("HOOKD_BENCH_ONLY").unwrap_or_default();
     let on = |name: &str| which.is_empty() || which == name;
@@ -419,6 +549,9 @@ fn main() {
             4,
             dir.path(),
         );
+    }
+    if on("replicas") {
+        replicas_bench(env_num("HOOKD_BENCH_N", 2000) as usize);
     }
     if on("latency") {
         latency_bench(

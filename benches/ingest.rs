@@ -24,6 +24,10 @@
 //!   HOOKD_BENCH_SECS=10 HOOKD_BENCH_CONNS=64 HOOKD_BENCH_ROUNDS=3 cargo bench --bench ingest
 //!   HOOKD_BENCH_MODE=open cargo bench --bench ingest   # 2k, 5k, 10k, 20k/s, then higher while p99 < 50 ms
 //!   HOOKD_BENCH_MODE=open HOOKD_BENCH_RATES=1000,3000 cargo bench --bench ingest
+//!
+//! Then, when the machine has PostgreSQL (`HOOKD_BENCH_PG=0` skips it):
+//! the PostgreSQL store with one and two replicas against the SQLite node
+//! and the bare endpoint, same run, at the configured and 64 connections.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,6 +41,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 mod common;
+#[path = "../tests/pg_support/mod.rs"]
+mod pg_support;
 use common::{add_cpu, config, cpu_between, env_num, runtime, thread_cpu};
 
 const SECRET: &str = "bench-secret";
@@ -62,6 +68,12 @@ fn event_request(url: &str, id: &str) -> http::Request<Full<Bytes>> {
 
 /// Drives `conns` connections at `url` for `secs`; returns (ok, errors).
 fn load(url: String, conns: usize, secs: u64, run_id: &str) -> (u64, u64) {
+    load_spread(&[url], conns, secs, run_id)
+}
+
+/// [`load`] with connection `c` going to `urls[c % n]` (several replicas).
+fn load_spread(urls: &[String], conns: usize, secs: u64, run_id: &str) -> (u64, u64) {
+    let urls = urls.to_vec();
     let rt = runtime(2, "load");
     rt.block_on(async move {
         let ok = Arc::new(AtomicU64::new(0));
@@ -72,7 +84,8 @@ fn load(url: String, conns: usize, secs: u64, run_id: &str) -> (u64, u64) {
             let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(1)
                 .build_http();
-            let (url, ok, bad, stop) = (url.clone(), ok.clone(), bad.clone(), stop.clone());
+            let url = urls[c % urls.len()].clone();
+            let (ok, bad, stop) = (ok.clone(), bad.clone(), stop.clone());
             let run_id = run_id.to_string();
             tasks.push(tokio::spawn(async move {
                 let mut i: u64 = 0;
@@ -117,10 +130,19 @@ fn bare_server(rt: &tokio::runtime::Runtime) -> SocketAddr {
 }
 
 fn hookd_server(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> hookd::daemon::Daemon {
+    hookd_on(rt, dir, "")
+}
+
+/// A hookd with `store` (a `[store]` table, or "" for SQLite in `dir`).
+fn hookd_on(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    store: &str,
+) -> hookd::daemon::Daemon {
     let cfg = config(
         dir,
         &format!(
-            r#"[[source]]
+            r#"{store}[[source]]
 name = "bench"
 provider = "generic"
 secret = "{SECRET}"
@@ -389,4 +411,105 @@ fn main() {
         wal as f64 / f64::from(1 << 20),
         hookd::store::StoreOptions::default().checkpoint_at >> 20
     );
+    if std::env::var("HOOKD_BENCH_PG").as_deref() != Ok("0") {
+        postgres_rows(secs, rounds, conns);
+    }
+}
+
+/// The PostgreSQL store against the SQLite node and the bare endpoint,
+/// same run: one replica, and two replicas sharing the load (each
+/// connection goes to one of them), at `conns` and 64 connections. Every
+/// server runs in this process on its own 2-thread runtime, on the same
+/// two cores as the load generator and the PostgreSQL server, so the rows
+/// say what one machine does, not how a fleet of machines scales. Skipped
+/// with one line without PostgreSQL (Debian `postgresql`), or with
+/// `HOOKD_BENCH_PG=0`. The PostgreSQL server keeps its durable defaults
+/// (`fsync`, `synchronous_commit`), as SQLite keeps `synchronous=FULL`.
+fn postgres_rows(secs: u64, rounds: u64, conns: usize) {
+    let Some(db) = pg_support::durable_database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("[store]\nurl = \"{}\"\n", db.url);
+    let bare_rt = runtime(2, "bare");
+    let bare = vec![format!("http://{}/hooks/bench", bare_server(&bare_rt))];
+    let (sq_rt, a_rt, b_rt) = (runtime(2, "sqlite"), runtime(2, "pg-a"), runtime(2, "pg-b"));
+    let sqlite = hookd_on(&sq_rt, &dir.path().join("sqlite"), "");
+    let a = hookd_on(&a_rt, &dir.path().join("a"), &store);
+    let b = hookd_on(&b_rt, &dir.path().join("b"), &store);
+    let url = |d: &hookd::daemon::Daemon| format!("http://{}/hooks/bench", d.push_addrs[0]);
+    let targets: [(&str, Vec<String>); 4] = [
+        ("bare axum endpoint", bare),
+        ("hookd, SQLite", vec![url(&sqlite)]),
+        ("hookd, PostgreSQL x1", vec![url(&a)]),
+        ("hookd, PostgreSQL x2", vec![url(&a), url(&b)]),
+    ];
+    let postmaster = db.postmaster_pid();
+    println!();
+    println!(
+        "PostgreSQL rows: {rounds} x {secs} s per target (alternating), one local {} (fsync on, synchronous_commit on) on the same cores",
+        pg_support::server_version().unwrap_or_else(|| "PostgreSQL".into())
+    );
+    for c in [conns, 64]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        for (_, urls) in &targets {
+            load_spread(urls, c, 1, "warm");
+        }
+        let mut figures = vec![(0u64, 0u64, 0.0f64, 0u64); targets.len()];
+        for round in 0..rounds {
+            for (i, (_, urls)) in targets.iter().enumerate() {
+                let (started, pg_cpu) = (Instant::now(), postmaster.map(process_tree_ticks));
+                let (o, e) = load_spread(urls, c, secs, &format!("pg{c}-{round}-{i}"));
+                let f = &mut figures[i];
+                f.0 += o;
+                f.1 += e;
+                f.2 += started.elapsed().as_secs_f64();
+                if let (Some(pm), Some(before)) = (postmaster, pg_cpu) {
+                    f.3 += process_tree_ticks(pm).saturating_sub(before);
+                }
+            }
+        }
+        let bare_rate = figures[0].0 as f64 / figures[0].2;
+        println!("  {c} connections:");
+        for ((name, _), (ok, bad, took, pg_ticks)) in targets.iter().zip(&figures) {
+            let rate = *ok as f64 / took;
+            let pg = if name.contains("PostgreSQL") {
+                format!(
+                    "; PostgreSQL server CPU {:.0} µs/request",
+                    *pg_ticks as f64 * 1e6 / common::clock_hz() as f64 / (*ok).max(1) as f64
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "    {name:<22}: {rate:>8.0} req/s ({bad} errors), {:.2} of bare{pg}",
+                rate / bare_rate
+            );
+        }
+    }
+    for (rt, d) in [(&sq_rt, sqlite), (&a_rt, a), (&b_rt, b)] {
+        rt.block_on(d.shutdown());
+    }
+}
+
+/// CPU ticks (user + system) of process `pid` and its children so far.
+fn process_tree_ticks(pid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            // Fields after the command's closing parenthesis: state ppid … utime stime.
+            let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let ppid: u32 = rest.get(1)?.parse().ok()?;
+            (p == pid || ppid == pid)
+                .then(|| {
+                    Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+                })
+                .flatten()
+        })
+        .sum()
 }

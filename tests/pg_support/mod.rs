@@ -10,6 +10,11 @@
 //! as the `postgres` system user. `pg_ctl -w` returns once the server
 //! accepts connections: no sleeps.
 //!
+//! Tests run the cluster with `fsync=off` (nothing there needs to survive
+//! a power cut); [`durable_database`] gives a database on a second cluster
+//! with PostgreSQL's durable defaults, for benchmarks that compare against
+//! SQLite's `synchronous=FULL`.
+//!
 //! Without PostgreSQL, [`database`] prints one line saying the PostgreSQL
 //! tests are skipped and returns `None`; with `HOOKD_REQUIRE_PG=1` (CI) it
 //! fails the test instead.
@@ -26,6 +31,21 @@ pub struct TestDb {
     /// `postgres://postgres@127.0.0.1:PORT/NAME`
     pub url: String,
     pub name: String,
+    /// The cluster's data directory.
+    pub data: PathBuf,
+}
+
+impl TestDb {
+    /// The server's main process, from its `postmaster.pid`.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
 }
 
 struct Cluster {
@@ -38,13 +58,33 @@ struct Cluster {
 }
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+static DURABLE: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static STOPPED: Mutex<bool> = Mutex::new(false);
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh, empty database on the test cluster, or `None` (with one line
 /// on stderr) when this machine has no PostgreSQL.
 pub fn database() -> Option<TestDb> {
-    let cluster = match CLUSTER.get_or_init(start) {
+    database_on(CLUSTER.get_or_init(|| start(false)))
+}
+
+/// Like [`database`], on a cluster that flushes its WAL at every commit
+/// (`fsync=on`, `synchronous_commit=on`: PostgreSQL's defaults).
+pub fn durable_database() -> Option<TestDb> {
+    database_on(DURABLE.get_or_init(|| start(true)))
+}
+
+/// `postgres --version` of the machine's PostgreSQL.
+pub fn server_version() -> Option<String> {
+    let out = Command::new(find_bin()?.join("postgres"))
+        .arg("--version")
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn database_on(cluster: &Result<Cluster, String>) -> Option<TestDb> {
+    let cluster = match cluster {
         Ok(c) => c,
         Err(why) => {
             skip_or_fail(why);
@@ -69,6 +109,7 @@ pub fn database() -> Option<TestDb> {
     Some(TestDb {
         url: format!("postgres://postgres@127.0.0.1:{}/{name}", cluster.port),
         name,
+        data: cluster.data.clone(),
     })
 }
 
@@ -104,7 +145,7 @@ fn find_bin() -> Option<PathBuf> {
     })
 }
 
-fn start() -> Result<Cluster, String> {
+fn start(durable: bool) -> Result<Cluster, String> {
     let bin = find_bin().ok_or("initdb, pg_ctl and createdb were not found")?;
     let as_postgres = unsafe { libc::geteuid() } == 0;
     let root = tempfile::Builder::new()
@@ -138,9 +179,10 @@ fn start() -> Result<Cluster, String> {
     );
     ok_or(&init, "initdb")?;
     let opts = format!(
-        "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+        "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync={} -c max_connections=200",
         cluster.port,
-        path_str(&cluster.root)
+        path_str(&cluster.root),
+        if durable { "on" } else { "off" }
     );
     let log = cluster.root.join("server.log");
     let started = cluster.run(
@@ -176,7 +218,11 @@ extern "C" fn stop_at_exit() {
     if std::mem::replace(&mut *stopped, true) {
         return;
     }
-    if let Some(Ok(c)) = CLUSTER.get() {
+    for c in [CLUSTER.get(), DURABLE.get()]
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let _ = c.run(
             "pg_ctl",
             &["-D", path_str(&c.data), "-m", "immediate", "-w", "stop"],
