@@ -478,7 +478,7 @@ fn postgres_rows(secs: u64, rounds: u64, conns: usize) {
             let pg = if name.contains("PostgreSQL") {
                 format!(
                     "; PostgreSQL server CPU {:.0} µs/request",
-                    *pg_ticks as f64 * 1e6 / common::clock_hz() as f64 / (*ok).max(1) as f64
+                    *pg_ticks as f64 * 1e6 / common::clock_hz() / (*ok).max(1) as f64
                 )
             } else {
                 String::new()
