@@ -162,6 +162,7 @@ async fn open_store(config: &Config) -> Result<Backend, String> {
             let opts = PgOptions {
                 pool_size: pg.pool_size,
                 lease: pg.lease,
+                ca_certs: pg.ca_certs.clone(),
                 ..PgOptions::default()
             };
             let store = PgStore::open(url, opts).await?;

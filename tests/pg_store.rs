@@ -233,6 +233,60 @@ async fn sslmode_require_refuses_a_server_without_tls_and_hides_the_password() {
     assert!(!err.contains("hunter2"), "{err}");
 }
 
+/// The private CA of tests/certs, as `store.ca_file` gives it.
+fn test_ca() -> std::sync::Arc<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/certs/ca.pem");
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    std::sync::Arc::new(certs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_require_talks_tls_to_a_server_whose_ca_is_given_and_refuses_one_unknown() {
+    let Some(db) = pg_support::tls_database() else {
+        return;
+    };
+    let url = format!("{}?sslmode=require", db.url);
+    // The server's certificate is signed by a CA the system does not know.
+    let unknown = PgStore::open(&url, PgOptions::default())
+        .await
+        .err()
+        .expect("an unknown CA is refused");
+    assert!(
+        unknown.contains("certificate") || unknown.contains("Certificate"),
+        "{unknown}"
+    );
+    let opts = PgOptions {
+        ca_certs: test_ca(),
+        ..Default::default()
+    };
+    let store = PgStore::open(&url, opts)
+        .await
+        .expect("trusted with ca_file");
+    let stored = store.insert_event(event("over-tls", &[])).await.unwrap();
+    assert!(matches!(stored, Ingested::Accepted { .. }), "{stored:?}");
+    // Seen from the server: this database's connections are encrypted.
+    let c = raw(&db.url).await;
+    let (tls, plain): (i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT COUNT(*) FILTER (WHERE s.ssl), COUNT(*) FILTER (WHERE NOT s.ssl)
+                 FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                 WHERE a.datname = $1 AND a.pid <> pg_backend_pid()",
+                &[&db.name],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(tls >= 1, "the store's connections use TLS");
+    assert_eq!(plain, 0, "none in the clear");
+    drop(store);
+}
+
 #[tokio::test]
 async fn bad_urls_are_explained_without_the_password() {
     for (url, want) in [

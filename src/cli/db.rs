@@ -47,7 +47,7 @@ impl Db {
             StoreConfig::Postgres(pg) => {
                 let url = std::str::from_utf8(pg.url.expose())
                     .with_context(|| format!("store.url: {} is not UTF-8 text", pg.url_ref))?;
-                let opened = rt.block_on(PgStore::open_client(url));
+                let opened = rt.block_on(PgStore::open_client(url, pg.ca_certs.clone()));
                 let store = opened
                     .map_err(|e| anyhow::anyhow!("{e} (store.url in {})", cfg.file.display()))?;
                 Kind::Postgres(Backend::Postgres(store))

@@ -66,6 +66,7 @@ pub async fn store(cfg: &Config) -> anyhow::Result<Backend> {
                 .map_err(|_| anyhow::anyhow!("store.url: {} is not UTF-8 text", pg.url_ref))?;
             let opts = PgOptions {
                 pool_size: CLI_POOL,
+                ca_certs: pg.ca_certs.clone(),
                 ..PgOptions::default()
             };
             let p = PgStore::open(url, opts)

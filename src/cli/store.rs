@@ -85,9 +85,14 @@ fn copy_to(cfg: &Config, a: CopyArgs) -> anyhow::Result<ExitCode> {
         Target::MustBeEmpty
     };
     let sqlite = cfg.database_path();
+    // A private CA named by the config's [store] applies to --to as well.
+    let ca = match &cfg.store {
+        StoreConfig::Postgres(pg) => pg.ca_certs.to_vec(),
+        StoreConfig::Sqlite => Vec::new(),
+    };
     let rt = super::manage::runtime()?;
     let copied = rt
-        .block_on(copy::copy(&sqlite, &url, target))
+        .block_on(copy::copy(&sqlite, &url, &ca, target))
         .map_err(anyhow::Error::msg)?;
     let name = crate::store::pg::connect::parse_url(&url)
         .map(|c| crate::store::pg::connect::describe_target(&c))

@@ -16,7 +16,12 @@
 
 use serde::Deserialize;
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use super::{Config, KeyPath, VResult, Validator, at, dur};
 use crate::secret::{Secret, SecretRef};
@@ -28,6 +33,7 @@ pub(super) struct RawStore {
     url: Option<String>,
     lease: Option<String>,
     pool_size: Option<usize>,
+    ca_file: Option<String>,
 }
 
 /// Which backend holds the state.
@@ -52,6 +58,9 @@ pub struct PostgresStore {
     pub lease: Duration,
     /// Connections this replica opens at most.
     pub pool_size: usize,
+    /// A private CA trusted besides the system's roots, and its certificates.
+    pub ca_file: Option<PathBuf>,
+    pub ca_certs: Arc<Vec<CertificateDer<'static>>>,
 }
 
 /// `store.lease` by default.
@@ -71,10 +80,10 @@ impl Validator {
             return Ok(StoreConfig::Sqlite);
         };
         let Some(url) = r.url else {
-            if r.lease.is_some() || r.pool_size.is_some() {
+            if r.lease.is_some() || r.pool_size.is_some() || r.ca_file.is_some() {
                 return at(
                     &p.key("url"),
-                    Err("lease and pool_size are for a PostgreSQL store: set url too, or remove them".into()),
+                    Err("lease, pool_size and ca_file are for a PostgreSQL store: set url too, or remove them".into()),
                 );
             }
             return Ok(StoreConfig::Sqlite);
@@ -90,6 +99,11 @@ impl Validator {
                 Err("must be between 2 and 1000".into()),
             );
         }
+        let ca_file = r.ca_file.map(|f| super::clean_path(&self.base.join(f)));
+        let ca_certs = match &ca_file {
+            Some(f) => at(&p.key("ca_file"), read_ca_file(f))?,
+            None => Vec::new(),
+        };
         let kp = p.key("url");
         let url_ref = SecretRef::parse(&url);
         let value = at(&kp, url_ref.resolve(&self.base))?;
@@ -109,8 +123,22 @@ impl Validator {
             url: value,
             lease,
             pool_size,
+            ca_file,
+            ca_certs: Arc::new(ca_certs),
         }))
     }
+}
+
+/// The PEM certificates of a private CA file.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
 }
 
 impl StoreConfig {

@@ -381,6 +381,45 @@ fn a_literal_store_url_is_warned_about_only_with_a_password() {
 }
 
 #[test]
+fn store_tuning_is_checked_and_needs_a_url() {
+    let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/certs/ca.pem");
+    let text = format!(
+        "{GOOD}\n[store]\nurl = \"postgres://h@db/e\"\nlease = \"10s\"\npool_size = 4\nca_file = \"{}\"\n",
+        certs.display()
+    );
+    let cfg = parse(&text, Path::new("/etc/hookd/receiver.toml")).unwrap();
+    let StoreConfig::Postgres(pg) = &cfg.store else {
+        panic!("{:?}", cfg.store)
+    };
+    assert_eq!(
+        (pg.lease, pg.pool_size, pg.ca_certs.len()),
+        (std::time::Duration::from_secs(10), 4, 1)
+    );
+    for (table, key, want) in [
+        (
+            "url = \"postgres://h@db/e\"\nlease = \"0s\"",
+            "store.lease",
+            "at least 1s",
+        ),
+        (
+            "url = \"postgres://h@db/e\"\npool_size = 1",
+            "store.pool_size",
+            "between 2",
+        ),
+        (
+            "url = \"postgres://h@db/e\"\nca_file = \"/nonexistent/ca.pem\"",
+            "store.ca_file",
+            "cannot read",
+        ),
+        ("lease = \"10s\"", "store.url", "set url too"),
+    ] {
+        let e = err(&format!("{GOOD}\n[store]\n{table}\n"));
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.message.contains(want), "{table}: {e}");
+    }
+}
+
+#[test]
 fn a_bad_store_url_names_file_line_and_key() {
     for (url, want) in [
         ("mysql://hookd@db/events", "postgres:// URL"),

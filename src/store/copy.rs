@@ -255,7 +255,12 @@ enum Msg {
 /// Copies the SQLite store at `sqlite` into the PostgreSQL store at `url`
 /// (migrating it first if it is new). `url` is a resolved `postgres://`
 /// URL; messages name its database and host, never its password.
-pub async fn copy(sqlite: &Path, url: &str, target: Target) -> Result<Copied, String> {
+pub async fn copy(
+    sqlite: &Path,
+    url: &str,
+    ca: &connect::ExtraRoots,
+    target: Target,
+) -> Result<Copied, String> {
     if !sqlite.exists() {
         return Err(format!(
             "no SQLite store at {} (has `hookd run` been started with this config?)",
@@ -264,7 +269,7 @@ pub async fn copy(sqlite: &Path, url: &str, target: Target) -> Result<Copied, St
     }
     let cfg = connect::parse_url(url)?;
     let name = connect::describe_target(&cfg);
-    let pool = connect::pool(&cfg, 1)?;
+    let pool = connect::pool(&cfg, 1, ca)?;
     let mut client: Object = pool
         .get()
         .await

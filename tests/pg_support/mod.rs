@@ -59,19 +59,38 @@ struct Cluster {
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static DURABLE: OnceLock<Result<Cluster, String>> = OnceLock::new();
+static TLS: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+/// How a cluster runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `fsync=off`: for tests.
+    Fast,
+    /// PostgreSQL's durable defaults: for benchmarks.
+    Durable,
+    /// `ssl=on` with tests/certs/server.pem, signed by tests/certs/ca.pem.
+    Tls,
+}
 static STOPPED: Mutex<bool> = Mutex::new(false);
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh, empty database on the test cluster, or `None` (with one line
 /// on stderr) when this machine has no PostgreSQL.
 pub fn database() -> Option<TestDb> {
-    database_on(CLUSTER.get_or_init(|| start(false)))
+    database_on(CLUSTER.get_or_init(|| start(Kind::Fast)))
+}
+
+/// Like [`database`], on a cluster that also accepts TLS, with the
+/// certificate of tests/certs (for 127.0.0.1 and localhost, signed by the
+/// private CA tests/certs/ca.pem).
+pub fn tls_database() -> Option<TestDb> {
+    database_on(TLS.get_or_init(|| start(Kind::Tls)))
 }
 
 /// Like [`database`], on a cluster that flushes its WAL at every commit
 /// (`fsync=on`, `synchronous_commit=on`: PostgreSQL's defaults).
 pub fn durable_database() -> Option<TestDb> {
-    database_on(DURABLE.get_or_init(|| start(true)))
+    database_on(DURABLE.get_or_init(|| start(Kind::Durable)))
 }
 
 /// `postgres --version` of the machine's PostgreSQL.
@@ -145,7 +164,7 @@ fn find_bin() -> Option<PathBuf> {
     })
 }
 
-fn start(durable: bool) -> Result<Cluster, String> {
+fn start(kind: Kind) -> Result<Cluster, String> {
     let bin = find_bin().ok_or("initdb, pg_ctl and createdb were not found")?;
     let as_postgres = unsafe { libc::geteuid() } == 0;
     let root = tempfile::Builder::new()
@@ -178,12 +197,15 @@ fn start(durable: bool) -> Result<Cluster, String> {
         ],
     );
     ok_or(&init, "initdb")?;
-    let opts = format!(
+    let mut opts = format!(
         "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync={} -c max_connections=200",
         cluster.port,
         path_str(&cluster.root),
-        if durable { "on" } else { "off" }
+        if kind == Kind::Durable { "on" } else { "off" }
     );
+    if kind == Kind::Tls {
+        opts += &tls_files(&cluster)?;
+    }
     let log = cluster.root.join("server.log");
     let started = cluster.run(
         "pg_ctl",
@@ -249,6 +271,30 @@ impl Cluster {
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()))
     }
+}
+
+/// Puts the test certificate and key where the server can read them (the
+/// key private to the server's user, as PostgreSQL demands); returns the
+/// server options that use them.
+fn tls_files(c: &Cluster) -> Result<String, String> {
+    let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/certs");
+    let (cert, key) = (c.root.join("server.pem"), c.root.join("server.key"));
+    for (from, to) in [("server.pem", &cert), ("server.key", &key)] {
+        std::fs::copy(certs.join(from), to).map_err(|e| format!("cannot copy {from}: {e}"))?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    if c.as_postgres {
+        for f in [&cert, &key] {
+            chown_to_postgres(f)?;
+        }
+    }
+    Ok(format!(
+        " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+        path_str(&cert),
+        path_str(&key)
+    ))
 }
 
 fn ok_or(out: &Output, what: &str) -> Result<(), String> {

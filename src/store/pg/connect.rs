@@ -3,8 +3,9 @@
 //!
 //! `sslmode=disable` connects in the clear; any other mode (`prefer`, the
 //! default, and `require`) uses rustls with the platform's certificate
-//! verifier, so a server's certificate is always checked, and `require`
-//! refuses a server without TLS. The URL's password never appears in a
+//! verifier (the system's roots, plus `store.ca_file` for a private CA),
+//! so a server's certificate is always checked, and `require` refuses a
+//! server without TLS. The URL's password never appears in a
 //! message: errors name the host and database only.
 
 use std::str::FromStr;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use rustls::pki_types::CertificateDer;
 use tokio::sync::{Notify, watch};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{AsyncMessage, Config, NoTls};
@@ -61,13 +63,26 @@ enum Tls {
     Rustls(MakeRustlsConnect),
 }
 
-fn tls_for(cfg: &Config) -> Result<Tls, String> {
+/// Certificate authorities trusted besides the system's (`store.ca_file`).
+pub type ExtraRoots = [CertificateDer<'static>];
+
+fn tls_for(cfg: &Config, ca: &ExtraRoots) -> Result<Tls, String> {
     if cfg.get_ssl_mode() == SslMode::Disable {
         return Ok(Tls::Off);
     }
-    use rustls_platform_verifier::ConfigVerifierExt;
-    let client = rustls::ClientConfig::with_platform_verifier()
-        .map_err(|e| format!("cannot set up TLS for PostgreSQL: {e}"))?;
+    let failed = |e: &dyn std::fmt::Display| format!("cannot set up TLS for PostgreSQL: {e}");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
+        ca.iter().cloned(),
+        provider.clone(),
+    )
+    .map_err(|e| failed(&e))?;
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| failed(&e))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
     Ok(Tls::Rustls(MakeRustlsConnect::new(client)))
 }
 
@@ -77,7 +92,7 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 /// A pool of up to `size` connections. A URL without `connect_timeout`
 /// gets [`WAIT`].
-pub fn pool(cfg: &Config, size: usize) -> Result<Pool, String> {
+pub fn pool(cfg: &Config, size: usize, ca: &ExtraRoots) -> Result<Pool, String> {
     let mc = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
@@ -85,7 +100,7 @@ pub fn pool(cfg: &Config, size: usize) -> Result<Pool, String> {
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(WAIT);
     }
-    let manager = match tls_for(&cfg)? {
+    let manager = match tls_for(&cfg, ca)? {
         Tls::Off => Manager::from_config(cfg, NoTls, mc),
         Tls::Rustls(t) => Manager::from_config(cfg, t, mc),
     };
@@ -105,11 +120,12 @@ pub fn pool(cfg: &Config, size: usize) -> Result<Pool, String> {
 /// `ready` turns true once the first LISTEN is in place.
 pub async fn listen(
     cfg: Config,
+    ca: Arc<Vec<CertificateDer<'static>>>,
     wake: Arc<Notify>,
     ready: watch::Sender<bool>,
     stop: CancellationToken,
 ) {
-    let tls = match tls_for(&cfg) {
+    let tls = match tls_for(&cfg, &ca) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!("PostgreSQL LISTEN is off: {e}");
@@ -184,6 +200,7 @@ where
 /// session does (advisory locks). `lost` fires when the connection ends.
 pub async fn session(
     cfg: &Config,
+    ca: &ExtraRoots,
     lost: CancellationToken,
 ) -> Result<tokio_postgres::Client, String> {
     let mut cfg = cfg.clone();
@@ -195,7 +212,7 @@ pub async fn session(
     // when PostgreSQL lets go of its locks.
     cfg.keepalives(true)
         .keepalives_idle(Duration::from_secs(10));
-    match tls_for(&cfg)? {
+    match tls_for(&cfg, ca)? {
         Tls::Off => spawn_session(cfg.connect(NoTls).await, lost),
         Tls::Rustls(t) => spawn_session(cfg.connect(t).await, lost),
     }

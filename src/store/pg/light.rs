@@ -18,12 +18,16 @@ impl PgStore {
     /// Connects to `url` and migrates the schema (once across everything
     /// sharing the database), without starting a replica's background
     /// tasks. Events cannot be ingested through this handle.
-    pub async fn open_client(url: &str) -> Result<PgStore, String> {
+    pub async fn open_client(
+        url: &str,
+        ca_certs: Arc<Vec<rustls::pki_types::CertificateDer<'static>>>,
+    ) -> Result<PgStore, String> {
         let opts = PgOptions {
             pool_size: CLIENT_POOL,
+            ca_certs,
             ..PgOptions::default()
         };
-        let (pool, cfg) = pool_migrated(url, opts.pool_size).await?;
+        let (pool, cfg) = pool_migrated(url, opts.pool_size, &opts.ca_certs).await?;
         // No batcher reads this channel: an ingest through it fails as closed.
         let (ingest, _) = mpsc::channel(1);
         Ok(PgStore {
@@ -46,10 +50,11 @@ impl PgStore {
 pub(super) async fn pool_migrated(
     url: &str,
     size: usize,
+    ca: &connect::ExtraRoots,
 ) -> Result<(Pool, tokio_postgres::Config), String> {
     let cfg = connect::parse_url(url)?;
     let target = connect::describe_target(&cfg);
-    let pool = connect::pool(&cfg, size)?;
+    let pool = connect::pool(&cfg, size, ca)?;
     let mut client = pool
         .get()
         .await

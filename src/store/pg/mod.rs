@@ -62,6 +62,8 @@ pub struct PgOptions {
     pub max_batch: usize,
     /// Ingest transactions in flight at once.
     pub ingest_commits: usize,
+    /// Certificate authorities trusted besides the system's.
+    pub ca_certs: Arc<Vec<rustls::pki_types::CertificateDer<'static>>>,
 }
 
 impl Default for PgOptions {
@@ -71,6 +73,7 @@ impl Default for PgOptions {
             lease: Duration::from_secs(30),
             max_batch: 256,
             ingest_commits: 4,
+            ca_certs: Arc::default(),
         }
     }
 }
@@ -174,7 +177,7 @@ impl PgStore {
     /// Connects, migrates (once across replicas) and starts the background
     /// tasks. `url` is the resolved `[store] url`.
     pub async fn open(url: &str, opts: PgOptions) -> Result<PgStore, String> {
-        let (pool, cfg) = light::pool_migrated(url, opts.pool_size).await?;
+        let (pool, cfg) = light::pool_migrated(url, opts.pool_size, &opts.ca_certs).await?;
         let target = connect::describe_target(&cfg);
         let stop = CancellationToken::new();
         let work = Arc::new(Notify::new());
@@ -182,6 +185,7 @@ impl PgStore {
         let (ready, mut listening) = watch::channel(false);
         tokio::spawn(connect::listen(
             cfg.clone(),
+            opts.ca_certs.clone(),
             work.clone(),
             ready,
             stop.clone(),

@@ -77,7 +77,8 @@ impl PgStore {
         }
         if guard.is_none() {
             let lost = CancellationToken::new();
-            let client = connect::session(&self.inner.cfg, lost.clone()).await?;
+            let client =
+                connect::session(&self.inner.cfg, &self.inner.opts.ca_certs, lost.clone()).await?;
             *guard = Some(Session { client, lost });
         }
         let s = guard.as_ref().expect("connected above");
