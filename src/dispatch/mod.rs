@@ -5,7 +5,11 @@
 //! their processes through `child`, so process-group handling and output
 //! capping behave the same for both kinds. `http` sends one request per
 //! attempt. The `queue` claims, retries and records for all three.
+//!
+//! Imports form a tree: `exec` (async wrapper) → `supervise` (the blocking
+//! run) → `attempt` (what a run is and how it ended) → `child`.
 
+pub mod attempt;
 pub mod child;
 pub mod envelope;
 pub mod exec;

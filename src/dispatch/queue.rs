@@ -23,8 +23,8 @@ use futures_util::stream::FuturesOrdered;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::attempt::{ExitKind, RunOutcome};
 use super::envelope;
-use super::exec::{ExitKind, RunOutcome};
 use super::http::HttpRunner;
 use super::started::StartLog;
 use super::stream::{StreamHandle, StreamOutcome, StreamSpec};

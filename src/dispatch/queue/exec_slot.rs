@@ -20,7 +20,7 @@ use super::{
     unclaim_ids, unrecorded,
 };
 use crate::config::HandlerConfig;
-use crate::dispatch::exec::ExecSpec;
+use crate::dispatch::attempt::ExecSpec;
 use crate::dispatch::{envelope, supervise};
 use crate::store::deliveries::{AttemptRecord, Claimed, Next};
 use crate::store::{Pending, StoreError};
