@@ -27,7 +27,7 @@ pub use pull::{Auth, PollConfig, PullConfig, SinceFormat, SseConfig};
 pub use store::{PostgresStore, StoreConfig};
 
 use crate::extract::{ExtractSpec, Extractor};
-use crate::provider::{Mode, ProviderKind};
+use crate::preset::{self, Mode, ProviderKind};
 use crate::secret::{Secret, SecretRef};
 use crate::verify::{Key, Scheme, SignatureConfig};
 
@@ -856,12 +856,11 @@ impl Validator {
             ));
         }
         let mut preset_extract = match provider {
-            ProviderKind::Generic => crate::provider::scheme_extract(&scheme),
+            ProviderKind::Generic => preset::scheme_extract(&scheme),
             _ => preset.extract.clone(),
         };
         if provider == ProviderKind::Linkup && mode != Mode::Push {
-            preset_extract.id =
-                crate::provider::extractors(crate::provider::linkup_hosted::PULL_ID);
+            preset_extract.id = preset::extractors(preset::linkup_hosted::PULL_ID);
         }
         let extract = self.extract(
             r.extract,

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod dispatch;
 pub mod extract;
 pub mod metrics;
+pub mod preset;
 pub mod provider;
 pub mod runtime;
 pub mod secret;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Backoff, KeyPath, RawBackoff, VResult, at, dur};
-use crate::provider::{Mode, ProviderKind, linkup_hosted as lh};
+use crate::preset::{Mode, ProviderKind, linkup_hosted as lh};
 use crate::secret::Secret;
 
 #[derive(Deserialize, Default, Clone)]

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::shared::{self, Item, PullCtx, provider_message};
 use crate::config::{PollConfig, PullConfig, SinceFormat};
-use crate::provider::Mode;
+use crate::preset::Mode;
 use crate::provider::manage::client;
 use crate::secret::Secret;
 use crate::store::cursors::{Advance, Cursor};

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, PullConfig};
-use crate::provider::Mode;
+use crate::preset::Mode;
 
 pub use shared::{
     Committed, Item, PullCtx, auth_header, build_url, commit, count, http_client, position, redact,

@@ -15,7 +15,7 @@ use super::backfill::{FetchError, catch_up};
 use super::shared::{self, PullCtx, round_ms};
 use crate::config::{PollConfig, PullConfig};
 use crate::dispatch::retry;
-use crate::provider::Mode;
+use crate::preset::Mode;
 use crate::store::cursors::Cursor;
 use crate::store::pull_status::State;
 use crate::timefmt;

@@ -14,7 +14,7 @@ use http::HeaderMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Auth, PullConfig};
-use crate::provider::Mode;
+use crate::preset::Mode;
 use crate::provider::manage::client;
 use crate::secret::Secret;
 use crate::source::ingest::{Inbound, Ingest};

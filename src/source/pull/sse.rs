@@ -38,7 +38,7 @@ use super::backfill::{self, CaughtUp, FetchError};
 use super::shared::{self, Committed, Item, PullCtx, round_ms};
 use crate::config::{Backoff, PullConfig, SseConfig};
 use crate::dispatch::retry;
-use crate::provider::Mode;
+use crate::preset::Mode;
 use crate::source::transport::{Activity, ReqwestTransport};
 use crate::store::StoreError;
 use crate::store::cursors::Advance;
