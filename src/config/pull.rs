@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Backoff, KeyPath, RawBackoff, VResult, at, dur};
+use super::locate::KeyPath;
+use super::validate::{Backoff, RawBackoff, VResult, at, dur, one_of};
 use crate::preset::{Mode, ProviderKind, linkup_hosted as lh};
 use crate::secret::Secret;
 
@@ -331,7 +332,7 @@ fn poll_config(
     if limit == 0 || limit > max_limit {
         return Err((p.key("limit"), format!("{limit} is outside 1-{max_limit}")));
     }
-    let since_format = super::one_of(
+    let since_format = one_of(
         &p.key("since_format"),
         r.since_format.as_deref(),
         SinceFormat::Rfc3339,

@@ -16,7 +16,9 @@ use serde::Deserialize;
 
 use std::time::Duration;
 
-use super::{Config, KeyPath, VResult, Validator, at, dur};
+use super::Config;
+use super::locate::KeyPath;
+use super::validate::{VResult, Validator, at, dur};
 use crate::secret::{Secret, SecretRef};
 use crate::store::pg::connect;
 
