@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot::error::TryRecvError;
 
-use super::{
-    Dispatcher, KILL_GRACE, OUTPUT_CAP, exhausted, from_exec, handed_back, record_waits_ms, stamp,
-    unclaim_ids, unrecorded,
+use super::record::{
+    exhausted, from_exec, handed_back, record_waits_ms, stamp, unclaim_ids, unrecorded,
 };
+use super::{Dispatcher, KILL_GRACE, OUTPUT_CAP};
 use crate::config::HandlerConfig;
 use crate::dispatch::attempt::ExecSpec;
 use crate::dispatch::{envelope, supervise};
