@@ -35,13 +35,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::retry::Backoff;
 pub use daemon::{AdminConfig, DaemonConfig, LogFormat, ServerConfig, TlsFiles};
 pub use handler::{HandlerConfig, HandlerKind};
 pub use locate::KeyPath;
 pub use pull::{Auth, PollConfig, PullConfig, SinceFormat, SseConfig};
 pub use source::{RegisterMode, SourceConfig};
 pub use store::{PostgresStore, StoreConfig};
-pub use validate::Backoff;
 
 use daemon::{RawAdmin, RawDaemon, RawServer};
 use handler::RawHandler;

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod metrics;
 pub mod preset;
 pub mod provider;
+pub mod retry;
 pub mod runtime;
 pub mod secret;
 pub mod server;

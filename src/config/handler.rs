@@ -14,9 +14,8 @@ use serde::Deserialize;
 
 use super::http;
 use super::locate::KeyPath;
-use super::validate::{
-    Backoff, RawBackoff, VResult, Validator, at, clean_path, dur, is_identifier, one_of,
-};
+use super::validate::{RawBackoff, VResult, Validator, at, clean_path, dur, is_identifier, one_of};
+use crate::retry::Backoff;
 use crate::secret::{Secret, SecretRef};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

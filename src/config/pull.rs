@@ -12,8 +12,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::locate::KeyPath;
-use super::validate::{Backoff, RawBackoff, VResult, at, dur, one_of};
+use super::validate::{RawBackoff, VResult, at, dur, one_of};
 use crate::preset::{Mode, ProviderKind, linkup_hosted as lh};
+use crate::retry::Backoff;
 use crate::secret::Secret;
 
 #[derive(Deserialize, Default, Clone)]

@@ -17,12 +17,6 @@ use super::locate::KeyPath;
 use super::units;
 use crate::secret::{Secret, SecretRef};
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBackoff {

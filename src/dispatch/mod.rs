@@ -15,7 +15,10 @@ pub mod envelope;
 pub mod exec;
 pub mod http;
 pub mod queue;
-pub mod retry;
 pub mod started;
 pub mod stream;
 pub mod supervise;
+
+/// Retry timing moved to [`crate::retry`] (the store's delivery rules use it
+/// too); the old path stays.
+pub use crate::retry;

@@ -12,8 +12,7 @@
 
 use std::time::Duration;
 
-use crate::config::Backoff;
-use crate::dispatch::retry;
+use crate::retry::{self, Backoff};
 use crate::store::deliveries::{DEAD, FAILED, Next, PENDING, SUCCEEDED};
 
 /// The outcome stored for a run that was cut off (crash, lost lease).
