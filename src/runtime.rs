@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, SourceConfig};
-use crate::provider::Mode;
+use crate::preset::Mode;
 use crate::store::{Backend, StoreError};
 use crate::verify::Key;
 

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::{KeyPath, VResult};
+use super::locate::KeyPath;
+use super::validate::{VResult, clean_path};
 use crate::secret::SecretRef;
 use crate::verify::{Key, Scheme, SignatureConfig};
 
@@ -197,7 +198,7 @@ pub(super) fn validate(r: RawHttp, p: &KeyPath, base: &std::path::Path) -> VResu
             ));
         }
     };
-    let ca_file = r.ca_file.map(|f| super::clean_path(&base.join(f)));
+    let ca_file = r.ca_file.map(|f| clean_path(&base.join(f)));
     let ca_certs = match &ca_file {
         Some(f) => at(&p.key("ca_file"), read_ca_file(f))?,
         None => Vec::new(),

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Backoff, KeyPath, RawBackoff, VResult, at, dur};
-use crate::provider::{Mode, ProviderKind, linkup_hosted as lh};
+use super::locate::KeyPath;
+use super::validate::{RawBackoff, VResult, at, dur, one_of};
+use crate::preset::{Mode, ProviderKind, linkup_hosted as lh};
+use crate::retry::Backoff;
 use crate::secret::Secret;
 
 #[derive(Deserialize, Default, Clone)]
@@ -331,7 +333,7 @@ fn poll_config(
     if limit == 0 || limit > max_limit {
         return Err((p.key("limit"), format!("{limit} is outside 1-{max_limit}")));
     }
-    let since_format = super::one_of(
+    let since_format = one_of(
         &p.key("since_format"),
         r.since_format.as_deref(),
         SinceFormat::Rfc3339,

@@ -23,7 +23,9 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::{Config, KeyPath, VResult, Validator, at, dur};
+use super::Config;
+use super::locate::KeyPath;
+use super::validate::{VResult, Validator, at, dur};
 use crate::secret::{Secret, SecretRef};
 use crate::store::pg::connect;
 
@@ -99,7 +101,9 @@ impl Validator {
                 Err("must be between 2 and 1000".into()),
             );
         }
-        let ca_file = r.ca_file.map(|f| super::clean_path(&self.base.join(f)));
+        let ca_file = r
+            .ca_file
+            .map(|f| super::validate::clean_path(&self.base.join(f)));
         let ca_certs = match &ca_file {
             Some(f) => at(&p.key("ca_file"), read_ca_file(f))?,
             None => Vec::new(),

@@ -1,7 +1,12 @@
 //! Config loading: the shipped example, defaults, and that every kind of
 //! mistake is reported with file, line and key.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use super::*;
+use crate::extract::Extractor;
+use crate::preset::Mode;
 
 fn err(text: &str) -> ConfigError {
     parse(text, Path::new("/etc/hookd/receiver.toml")).unwrap_err()

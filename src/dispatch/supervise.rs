@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
+use super::attempt::{self, ExecSpec, ExitKind, PIPE_DRAIN_LIMIT, RunOutcome};
 use super::child::{self, Captured, SpawnError};
-use super::exec::{ExecSpec, ExitKind, PIPE_DRAIN_LIMIT, RunOutcome};
 
 /// How often a waiting run looks at its cancel token.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
@@ -193,7 +193,7 @@ impl Run {
     /// How the leader ended, as an attempt outcome.
     fn exit_kind(&self) -> ExitKind {
         match &self.status {
-            Some(Ok(status)) => super::exec::exit_kind(*status),
+            Some(Ok(status)) => attempt::exit_kind(*status),
             Some(Err(err)) => {
                 ExitKind::SpawnFailed(format!("lost track of the handler process: {err}"))
             }

@@ -4,8 +4,6 @@
 //! ack-after-commit rule are written once.
 
 pub mod ingest;
-pub mod poll;
 pub mod pull;
 pub mod push;
-pub mod sse;
 pub mod transport;

@@ -15,11 +15,7 @@ use serde::Serialize;
 use super::{Result, replay, rules};
 use crate::timefmt;
 
-pub const PENDING: &str = "pending";
-pub const RUNNING: &str = "running";
-pub const FAILED: &str = "failed";
-pub const SUCCEEDED: &str = "succeeded";
-pub const DEAD: &str = "dead";
+pub use super::rules::{DEAD, FAILED, Next, PENDING, RUNNING, SUCCEEDED};
 pub const STATUSES: [&str; 5] = [PENDING, RUNNING, FAILED, SUCCEEDED, DEAD];
 
 /// Creates a pending delivery per handler for a freshly stored event.
@@ -151,16 +147,6 @@ pub struct AttemptRecord {
     /// A failure retrying cannot mend (an http 4xx with `retry_on_4xx =
     /// false`): the delivery is dead at once. Not stored.
     pub no_retry: bool,
-}
-
-/// What happens to the delivery after an attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Next {
-    Succeeded,
-    RetryAt(i64),
-    Dead,
-    /// Not the handler's fault (shutdown): back to pending, due now.
-    HandBack,
 }
 
 /// An attempt to record, and what the slot that ran it wants next: the

@@ -8,7 +8,7 @@
 //! with no delivery yet (a handler added since the event arrived) gets a
 //! new one, marked as a replay, and the event counts one more route.
 
-use super::deliveries::{PENDING, RUNNING};
+use super::rules::{PENDING, RUNNING};
 
 /// The outcome of replaying one pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub fn tally(outcomes: impl IntoIterator<Item = Requeued>) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::deliveries::{DEAD, SUCCEEDED};
+    use crate::store::rules::{DEAD, SUCCEEDED};
 
     #[test]
     fn running_is_left_alone_the_rest_starts_over() {

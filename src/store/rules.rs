@@ -13,9 +13,24 @@
 
 use std::time::Duration;
 
-use crate::config::Backoff;
-use crate::dispatch::retry;
-use crate::store::deliveries::{DEAD, FAILED, Next, PENDING, SUCCEEDED};
+use crate::retry::{self, Backoff};
+
+// The states a delivery is in (`deliveries.status`).
+pub const PENDING: &str = "pending";
+pub const RUNNING: &str = "running";
+pub const FAILED: &str = "failed";
+pub const SUCCEEDED: &str = "succeeded";
+pub const DEAD: &str = "dead";
+
+/// What happens to the delivery after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    Succeeded,
+    RetryAt(i64),
+    Dead,
+    /// Not the handler's fault (shutdown): back to pending, due now.
+    HandBack,
+}
 
 /// The outcome stored for a run that was cut off (crash, lost lease).
 pub const INTERRUPTED: &str = "interrupted";

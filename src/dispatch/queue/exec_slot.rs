@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot::error::TryRecvError;
 
-use super::{
-    Dispatcher, KILL_GRACE, OUTPUT_CAP, exhausted, from_exec, handed_back, record_waits_ms, stamp,
-    unclaim_ids, unrecorded,
+use super::record::{
+    exhausted, from_exec, handed_back, record_waits_ms, stamp, unclaim_ids, unrecorded,
 };
+use super::{Dispatcher, KILL_GRACE, OUTPUT_CAP};
 use crate::config::HandlerConfig;
-use crate::dispatch::exec::ExecSpec;
+use crate::dispatch::attempt::ExecSpec;
 use crate::dispatch::{envelope, supervise};
 use crate::store::deliveries::{AttemptRecord, Claimed, Next};
 use crate::store::{Pending, StoreError};

@@ -3,10 +3,19 @@
 //! Attempt n waits `initial × 2^(n-1)`, capped at `max`, then a random
 //! 50–100 % of that ("equal jitter"), so handlers failing together do not
 //! retry in lockstep, yet the wait never collapses to zero.
+//!
+//! A leaf: handler retries (`store::rules`), pull sources' reconnects and
+//! config (`[handler] backoff`, a source's `backoff`) all use it, so it must
+//! import none of them.
 
 use std::time::Duration;
 
-use crate::config::Backoff;
+/// A backoff as configured: the first wait and the longest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
 
 /// The wait after failed attempt number `attempt` (1-based).
 pub fn delay(b: &Backoff, attempt: u32) -> Duration {

@@ -2,7 +2,7 @@
 //!
 //! Parsing is eventsource-client's (BOM, CR/LF/CRLF split across chunks,
 //! multi-line `data`, `id`, `retry`, comments), over the daemon's reqwest
-//! client ([`super::transport`]). Reconnecting is ours, so that it can
+//! client ([`crate::source::transport`]). Reconnecting is ours, so that it can
 //! backfill and give up properly: each connection is one client with the
 //! crate's own reconnect off. A connection ends on EOF, a transport error,
 //! an idle watchdog (no bytes for `idle_timeout`; keep-alive comments count)
@@ -34,12 +34,12 @@ use http::{HeaderMap, HeaderValue};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::poll::{self, CaughtUp, FetchError, round_ms};
-use super::pull::{self, Committed, Item, PullCtx};
-use super::transport::{Activity, ReqwestTransport};
+use super::backfill::{self, CaughtUp, FetchError};
+use super::shared::{self, Committed, Item, PullCtx, round_ms};
 use crate::config::{Backoff, PullConfig, SseConfig};
-use crate::dispatch::retry;
-use crate::provider::Mode;
+use crate::preset::Mode;
+use crate::retry;
+use crate::source::transport::{Activity, ReqwestTransport};
 use crate::store::StoreError;
 use crate::store::cursors::Advance;
 use crate::store::pull_status::{Counts, State};
@@ -85,8 +85,8 @@ pub async fn run(
         .sse
         .as_ref()
         .expect("validated: an SSE source has an sse table");
-    pull::status(ctx, name, Mode::Sse, State::Connecting, None).await;
-    let Some(id) = pull::webhook_id(ctx, name, Mode::Sse, pull, stop).await else {
+    shared::status(ctx, name, Mode::Sse, State::Connecting, None).await;
+    let Some(id) = shared::webhook_id(ctx, name, Mode::Sse, pull, stop).await else {
         return;
     };
     let mut attempt = 0u32;
@@ -106,7 +106,7 @@ pub async fn run(
             Ended::Fatal(msg) => {
                 tracing::error!(source = %name, "SSE source stopped: {msg}");
                 ctx.ingest.metrics.pull_error(name);
-                pull::status(ctx, name, Mode::Sse, State::Stopped, Some(&msg)).await;
+                shared::status(ctx, name, Mode::Sse, State::Stopped, Some(&msg)).await;
                 return;
             }
             Ended::Lost {
@@ -135,8 +135,8 @@ pub async fn run(
             "SSE stream lost ({reason}); reconnecting in {}",
             humantime::format_duration(round_ms(wait))
         );
-        pull::status(ctx, name, Mode::Sse, State::Backoff, Some(&reason)).await;
-        pull::count(
+        shared::status(ctx, name, Mode::Sse, State::Backoff, Some(&reason)).await;
+        shared::count(
             ctx,
             name,
             Counts {
@@ -169,16 +169,16 @@ struct Connection<'a> {
 impl<'a> Connection<'a> {
     async fn run(&self, retry_hint: &mut Option<Duration>) -> Ended {
         let (ctx, name, cfg) = (self.ctx, self.name, self.cfg);
-        let cur = match pull::position(ctx, name).await {
+        let cur = match shared::position(ctx, name).await {
             Ok(c) => c,
             Err(e) => return lost(format!("cannot read the stored position: {e}")),
         };
         let key = self.pull.api_key.as_ref();
-        let url = match pull::build_url(&cfg.url, self.webhook_id, &cfg.auth, key) {
+        let url = match shared::build_url(&cfg.url, self.webhook_id, &cfg.auth, key) {
             Ok(u) => u,
             Err(e) => return Ended::Fatal(e),
         };
-        let shown = pull::redact(&url);
+        let shown = shared::redact(&url);
         let activity = Activity::new();
         let mut stream = match self.client(url.as_str(), cur.last_event_id, &activity) {
             Ok(c) => c.stream(),
@@ -205,7 +205,7 @@ impl<'a> Connection<'a> {
         }
         tracing::info!(source = %name, "SSE connected to {shown}");
         ctx.ingest.metrics.pull_connected(name, true);
-        pull::status(ctx, name, Mode::Sse, State::Connected, None).await;
+        shared::status(ctx, name, Mode::Sse, State::Connected, None).await;
         // From the stored position; on a source's first connection, from
         // the start of what the provider still keeps.
         let backfill = self.pull.poll.as_ref().map(|_| self.spawn_backfill());
@@ -235,7 +235,7 @@ impl<'a> Connection<'a> {
             .reconnect(es::ReconnectOptions::reconnect(false).build())
             // A redirect would carry the API key to wherever it points.
             .redirect_limit(0);
-        if let Some((h, v)) = pull::auth_header(&self.cfg.auth, self.pull.api_key.as_ref())? {
+        if let Some((h, v)) = shared::auth_header(&self.cfg.auth, self.pull.api_key.as_ref())? {
             let v = v.to_str().map_err(|_| "the API key is not header text")?;
             b = b.header(h.as_str(), v).map_err(bad)?;
         }
@@ -258,7 +258,8 @@ impl<'a> Connection<'a> {
             let backoff = pull.poll.as_ref().expect("poll").backoff.clone();
             let mut attempt = 0;
             loop {
-                match poll::catch_up(&ctx, &name, Mode::Sse, &pull, id.as_deref(), &stop).await {
+                match backfill::catch_up(&ctx, &name, Mode::Sse, &pull, id.as_deref(), &stop).await
+                {
                     Ok(c) => return Ok(c),
                     Err(FetchError::Fatal(m)) => return Err(m),
                     Err(FetchError::Retry { reason, after }) => {
@@ -310,7 +311,7 @@ impl<'a> Connection<'a> {
                         }
                         Ok(Err(m)) => {
                             tracing::error!(source = %name, "backfill refused, events sent while disconnected may be missing: {m}");
-                            pull::status(ctx, name, Mode::Sse, State::Connected, Some(&format!("backfill: {m}"))).await;
+                            shared::status(ctx, name, Mode::Sse, State::Connected, Some(&format!("backfill: {m}"))).await;
                         }
                         Err(e) => tracing::warn!(source = %name, "backfill task failed: {e}"),
                     }
@@ -395,7 +396,7 @@ impl Batch {
             position_at: if self.gap_open { None } else { self.newest },
             cursor: None,
         };
-        Box::pin(pull::commit(
+        Box::pin(shared::commit(
             ctx,
             name,
             Mode::Sse,
@@ -446,7 +447,7 @@ async fn refused(
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
-    let why = poll::provider_message(&text);
+    let why = shared::provider_message(&text);
     let code = http::StatusCode::from_u16(status).map_or(status.to_string(), |c| c.to_string());
     match status {
         401 | 403 => Ended::Fatal(format!(

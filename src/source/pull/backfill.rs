@@ -1,4 +1,10 @@
-//! Poll sources (`mode = "poll"`), and the backfill of SSE sources.
+//! The paging catch-up: reading a provider's poll endpoint from the stored
+//! position until it has nothing newer. Poll sources run it on every
+//! interval; SSE sources run it as the backfill of every connection.
+//!
+//! Owns one request (`since` values, fetch, parse, the classification of a
+//! refusal) and the paging over them. It must not know which kind of source
+//! runs it, nor import `poll`, `sse` or the task runner.
 //!
 //! A poll asks `GET url?since=<cursor>&limit=<n>` and reads the items at the
 //! configured JSON pointer. [`catch_up`] pages from the stored position
@@ -30,14 +36,13 @@ use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::pull::{self, Item, PullCtx};
+use super::shared::{self, Item, PullCtx, provider_message};
 use crate::config::{PollConfig, PullConfig, SinceFormat};
-use crate::dispatch::retry;
-use crate::provider::Mode;
+use crate::preset::Mode;
 use crate::provider::manage::client;
 use crate::secret::Secret;
 use crate::store::cursors::{Advance, Cursor};
-use crate::store::pull_status::{Counts, State};
+use crate::store::pull_status::Counts;
 use crate::timefmt;
 
 /// Largest poll answer read; beyond it the poll fails (and is retried).
@@ -140,7 +145,7 @@ pub async fn fetch(
     key: Option<&Secret>,
     since: Option<&str>,
 ) -> Result<Vec<PageItem>, FetchError> {
-    let mut url = pull::build_url(&cfg.url, webhook_id, &cfg.auth, key).map_err(retry)?;
+    let mut url = shared::build_url(&cfg.url, webhook_id, &cfg.auth, key).map_err(retry)?;
     {
         let mut q = url.query_pairs_mut();
         if let Some(s) = since {
@@ -150,12 +155,12 @@ pub async fn fetch(
             q.append_pair(l, &cfg.limit.to_string());
         }
     }
-    let shown = pull::redact(&url);
+    let shown = shared::redact(&url);
     let mut req = http
         .get(url)
         .timeout(cfg.timeout)
         .header(http::header::ACCEPT, "application/json");
-    if let Some((h, v)) = pull::auth_header(&cfg.auth, key).map_err(retry)? {
+    if let Some((h, v)) = shared::auth_header(&cfg.auth, key).map_err(retry)? {
         req = req.header(h, v);
     }
     let resp = req
@@ -183,17 +188,6 @@ fn refusal(status: StatusCode, headers: &HeaderMap, body: &[u8], shown: &str) ->
             reason: what,
             after: retry_after(headers),
         },
-    }
-}
-
-/// `: message` from the provider's error body (the same reading the
-/// management calls use), or nothing when the body says nothing.
-pub fn provider_message(body: &[u8]) -> String {
-    let msg = client::provider_message(&String::from_utf8_lossy(body));
-    if msg.is_empty() {
-        msg
-    } else {
-        format!(": {msg}")
     }
 }
 
@@ -283,7 +277,7 @@ pub async fn catch_up(
     stop: &CancellationToken,
 ) -> Result<CaughtUp, FetchError> {
     let cfg = pull.poll.as_ref().expect("a poll endpoint");
-    let mut cur = pull::position(ctx, name)
+    let mut cur = shared::position(ctx, name)
         .await
         .map_err(|e| retry(format!("cannot read the stored cursor: {e}")))?;
     let mut out = CaughtUp {
@@ -335,7 +329,7 @@ pub async fn catch_up(
                 read_at,
             })
             .collect();
-        let done = pull::commit(ctx, name, mode, batch, advance.clone(), false, 1)
+        let done = shared::commit(ctx, name, mode, batch, advance.clone(), false, 1)
             .await
             .map_err(|e| retry(format!("the page could not be stored: {e}")))?;
         out.accepted += done.accepted;
@@ -390,9 +384,9 @@ fn after_full_page(
 }
 
 /// Counts a poll that stored nothing (it failed, or its page was empty);
-/// a page with items is counted when it is committed (`pull::commit`).
+/// a page with items is counted when it is committed (`shared::commit`).
 async fn count_poll_without_events(ctx: &PullCtx, name: &str) {
-    pull::count(
+    shared::count(
         ctx,
         name,
         Counts {
@@ -417,84 +411,12 @@ fn page_advance(items: &[PageItem]) -> Advance {
     }
 }
 
-/// Warns when the position is older than the provider keeps events.
-pub fn warn_if_expired(name: &str, cfg: &PollConfig, cur: &Cursor) -> bool {
-    let (Some(ret), Some(pos)) = (cfg.retention, cur.position_at) else {
-        return false;
-    };
-    let age = timefmt::now_micros().saturating_sub(pos);
-    if age <= ret.as_micros().min(i64::MAX as u128) as i64 {
-        return false;
-    }
-    tracing::warn!(
-        source = %name,
-        "the cursor is {} old, beyond the provider's retention of {}: events older than that may have expired and cannot be fetched",
-        humantime::format_duration(Duration::from_secs((age / 1_000_000) as u64)),
-        humantime::format_duration(ret)
-    );
-    true
-}
-
-/// The poll source's loop: catch up, sleep `interval`, again; back off on errors.
-pub async fn run(ctx: &PullCtx, name: &str, pull: &PullConfig, stop: &CancellationToken) {
-    let cfg = pull
-        .poll
-        .as_ref()
-        .expect("validated: a poll source has a poll table");
-    pull::status(ctx, name, Mode::Poll, State::Connecting, None).await;
-    let Some(id) = pull::webhook_id(ctx, name, Mode::Poll, pull, stop).await else {
-        return;
-    };
-    if let Ok(cur) = pull::position(ctx, name).await {
-        warn_if_expired(name, cfg, &cur);
-    }
-    let mut attempt = 0u32;
-    loop {
-        let wait = match catch_up(ctx, name, Mode::Poll, pull, id.as_deref(), stop).await {
-            Ok(_) => {
-                attempt = 0;
-                ctx.ingest.metrics.pull_connected(name, true);
-                pull::status(ctx, name, Mode::Poll, State::Idle, None).await;
-                cfg.interval
-            }
-            Err(FetchError::Fatal(msg)) => {
-                tracing::error!(source = %name, "poll source stopped: {msg}");
-                ctx.ingest.metrics.pull_error(name);
-                ctx.ingest.metrics.pull_connected(name, false);
-                pull::status(ctx, name, Mode::Poll, State::Stopped, Some(&msg)).await;
-                return;
-            }
-            Err(FetchError::Retry { reason, after }) => {
-                attempt += 1;
-                let wait = after.unwrap_or_else(|| retry::delay(&cfg.backoff, attempt));
-                tracing::warn!(
-                    source = %name,
-                    "poll failed, retrying in {}: {reason}",
-                    humantime::format_duration(round_ms(wait))
-                );
-                ctx.ingest.metrics.pull_error(name);
-                ctx.ingest.metrics.pull_connected(name, false);
-                pull::status(ctx, name, Mode::Poll, State::Backoff, Some(&reason)).await;
-                wait
-            }
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
-}
-
-pub(super) fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{Auth, Backoff};
 
-    fn cfg(format: SinceFormat) -> PollConfig {
+    pub(crate) fn cfg(format: SinceFormat) -> PollConfig {
         PollConfig {
             url: "http://127.0.0.1:1/events".into(),
             auth: Auth::default(),
@@ -660,20 +582,5 @@ mod tests {
             Some(Duration::ZERO),
             "a past date means now"
         );
-    }
-
-    #[test]
-    fn warns_only_past_retention() {
-        let c = cfg(SinceFormat::Rfc3339);
-        let fresh = Cursor {
-            position_at: Some(timefmt::now_micros() - 1_000_000),
-            ..Default::default()
-        };
-        let old = Cursor {
-            position_at: Some(timefmt::now_micros() - 7_200_000_000),
-            ..Default::default()
-        };
-        assert!(!warn_if_expired("s", &c, &fresh));
-        assert!(warn_if_expired("s", &c, &old));
     }
 }
