@@ -230,7 +230,7 @@ const TABLES: &[Table] = &[
 const CHUNK_ROWS: usize = 1000;
 const CHUNK_BYTES: usize = 8 << 20;
 
-/// How many rows of each table were copied, in [`TABLES`] order, each
+/// How many rows of each table were copied, in the order the tables are copied, each
 /// with what the rows are called ("events", "saved registration").
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Copied {
