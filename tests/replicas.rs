@@ -368,3 +368,44 @@ async fn replicas_starting_together_on_an_empty_database_migrate_it_once() {
         assert_eq!((status, j["status"].as_str()), (200, Some("accepted")));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reports_its_database_and_pool_on_the_admin_listener() {
+    let Some(db) = pg_support::database() else {
+        return;
+    };
+    let body = format!(
+        "[store]\nurl = \"{}\"\npool_size = 4\n\n{}",
+        db.url,
+        generic_source("s", SECRET)
+    );
+    let td = support::TestDaemon::start(&body).await;
+    let admin = td.admin.clone().expect("an admin listener");
+    let client = reqwest::Client::new();
+    let (status, _) = post_signed(&client, &td.url("/hooks/s"), SECRET, &event("p1")).await;
+    assert_eq!(status, 200);
+    let ready = client.get(format!("{admin}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200, "the database answers");
+    let metrics = client
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> i64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let open = value("hookd_store_pool_connections");
+    assert!((1..=4).contains(&open), "{open} connections open");
+    assert!(value("hookd_store_pool_idle") <= open);
+    assert_eq!(value("hookd_store_pool_waiting"), 0);
+    td.stop().await;
+}
