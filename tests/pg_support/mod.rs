@@ -240,7 +240,7 @@ extern "C" fn stop_at_exit() {
     if std::mem::replace(&mut *stopped, true) {
         return;
     }
-    for c in [CLUSTER.get(), DURABLE.get()]
+    for c in [CLUSTER.get(), DURABLE.get(), TLS.get()]
         .into_iter()
         .flatten()
         .flatten()
