@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 
 use crate::config::{Config, SourceConfig, StoreConfig};
 use crate::provider::manage::{ManageError, Manager};
-use crate::store::pg::{PgOptions, PgStore};
+use crate::store::pg::PgStore;
 use crate::store::{Backend, Store, StoreOptions};
 
 /// The sources named, or (none named) every source with a management API
@@ -48,10 +48,6 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Connections a CLI verb keeps to PostgreSQL: one may hold a source's
-/// registration lock while another reads and saves.
-const CLI_POOL: usize = 4;
-
 /// The daemon's store: SQLite in the state directory (created if this is
 /// its first use), or the PostgreSQL database of `[store] url` (migrated
 /// if it is new). Needs a runtime: PostgreSQL is reached asynchronously.
@@ -64,12 +60,8 @@ pub async fn store(cfg: &Config) -> anyhow::Result<Backend> {
         StoreConfig::Postgres(pg) => {
             let url = std::str::from_utf8(pg.url.expose())
                 .map_err(|_| anyhow::anyhow!("store.url: {} is not UTF-8 text", pg.url_ref))?;
-            let opts = PgOptions {
-                pool_size: CLI_POOL,
-                ca_certs: pg.ca_certs.clone(),
-                ..PgOptions::default()
-            };
-            let p = PgStore::open(url, opts)
+            // A command's handle: no ingest batcher, leases or LISTEN.
+            let p = PgStore::open_client(url, pg.ca_certs.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
             Ok(Backend::Postgres(p))

@@ -1,7 +1,8 @@
 //! A PostgreSQL handle for one-shot commands (the CLI verbs): connected and
 //! migrated like a replica's, but with none of a replica's background work
 //! (no ingest batcher, no lease renewal, no LISTEN connection). It claims
-//! nothing, so it holds no lease; it reads, replays and prunes.
+//! nothing, so it holds no lease; it reads, replays, prunes and saves
+//! provider registrations.
 
 use std::sync::Arc;
 
@@ -11,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Inner, PgOptions, PgStore, connect, pool_error, replica_name, schema};
 
-/// Connections a command uses: one at a time, one spare.
+/// Connections a command uses: one at a time, one spare (`register` holds
+/// a source's registration lock on one while it reads and saves on the
+/// other).
 const CLIENT_POOL: usize = 2;
 
 impl PgStore {
