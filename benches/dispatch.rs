@@ -55,6 +55,24 @@ fn config(dir: &Path, handler: &str) -> hookd::config::Config {
     hookd::config::parse(&text, &dir.join("b.toml")).unwrap()
 }
 
+/// Event `i` of a preloaded run, routed to handler `h`.
+fn bench_event(i: usize, h: &str) -> NewEvent {
+    NewEvent {
+        source: "b".into(),
+        provider: "generic".into(),
+        event_id: format!("e{i}"),
+        id_synthetic: false,
+        event_type: "t".into(),
+        type_raw: "t".into(),
+        occurred_at: None,
+        received_at: hookd::timefmt::now_micros(),
+        headers_json: "[]".into(),
+        body: bytes::Bytes::from(format!(r#"{{"id":"e{i}","type":"t"}}"#)),
+        verified: "bench".into(),
+        handlers: vec![h.to_string()],
+    }
+}
+
 /// Stores `n` events routed to handler `h` before the daemon starts.
 fn preload(dir: &Path, n: usize, h: &str) {
     let rt = runtime(2, "preload");
@@ -68,21 +86,7 @@ fn preload(dir: &Path, n: usize, h: &str) {
                 store
                     .write(move |c| {
                         for i in chunk * 1000..((chunk + 1) * 1000).min(n) {
-                            let e = NewEvent {
-                                source: "b".into(),
-                                provider: "generic".into(),
-                                event_id: format!("e{i}"),
-                                id_synthetic: false,
-                                event_type: "t".into(),
-                                type_raw: "t".into(),
-                                occurred_at: None,
-                                received_at: hookd::timefmt::now_micros(),
-                                headers_json: "[]".into(),
-                                body: bytes::Bytes::from(format!(r#"{{"id":"e{i}","type":"t"}}"#)),
-                                verified: "bench".into(),
-                                handlers: vec![h.clone()],
-                            };
-                            events::insert(c, &e)?;
+                            events::insert(c, &bench_event(i, &h))?;
                         }
                         Ok(())
                     })
@@ -414,22 +418,7 @@ fn preload_pg(rt: &tokio::runtime::Runtime, url: &str, n: usize, h: &str) {
         let store = hookd::store::pg::PgStore::open(url, Default::default())
             .await
             .unwrap();
-        let events: Vec<NewEvent> = (0..n)
-            .map(|i| NewEvent {
-                source: "b".into(),
-                provider: "generic".into(),
-                event_id: format!("e{i}"),
-                id_synthetic: false,
-                event_type: "t".into(),
-                type_raw: "t".into(),
-                occurred_at: None,
-                received_at: hookd::timefmt::now_micros(),
-                headers_json: "[]".into(),
-                body: bytes::Bytes::from(format!(r#"{{"id":"e{i}","type":"t"}}"#)),
-                verified: "bench".into(),
-                handlers: vec![h.to_string()],
-            })
-            .collect();
+        let events: Vec<NewEvent> = (0..n).map(|i| bench_event(i, h)).collect();
         for chunk in events.chunks(500) {
             store.insert_events(chunk.to_vec()).await.unwrap();
         }

@@ -276,15 +276,13 @@ async fn pushes_until_kill(
     delay
 }
 
-/// The last start: every unanswered push is sent until answered, and the
-/// queue drains; then a clean stop.
-async fn final_run(c: &reqwest::Client, cfg: &Path, dir: &Path, ledger: &mut Ledger) {
-    let mut p = Proc::spawn(cfg, &[]);
-    let url = p.url("/hooks/s");
-    for id in std::mem::take(&mut ledger.unacked) {
+/// Sends every push still unanswered until it is answered 2xx, as a
+/// provider retries; push `i` tries `urls[i]` first, then the next ones.
+async fn push_unanswered(c: &reqwest::Client, urls: &[String], ledger: &mut Ledger) {
+    for (i, id) in std::mem::take(&mut ledger.unacked).into_iter().enumerate() {
         let mut tries = 0;
         loop {
-            let answer = push(c, &url, &id).await;
+            let answer = push(c, &urls[(i + tries) % urls.len()], &id).await;
             ledger.record(id.clone(), answer);
             if answer != Answer::Failed {
                 break;
@@ -294,6 +292,13 @@ async fn final_run(c: &reqwest::Client, cfg: &Path, dir: &Path, ledger: &mut Led
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// The last start: every unanswered push is sent until answered, and the
+/// queue drains; then a clean stop.
+async fn final_run(c: &reqwest::Client, cfg: &Path, dir: &Path, ledger: &mut Ledger) {
+    let mut p = Proc::spawn(cfg, &[]);
+    push_unanswered(c, &[p.url("/hooks/s")], ledger).await;
     all_settled(dir, Duration::from_secs(600)).await;
     p.signal(libc::SIGTERM);
     p.wait_for("STOPPING=1");
@@ -622,19 +627,7 @@ async fn three_replicas_on_postgresql_sigkilled_at_random_lose_nothing_and_run_n
         }
     }
     let urls: Vec<String> = procs.iter().flatten().map(|p| p.url("/hooks/s")).collect();
-    for (i, id) in std::mem::take(&mut ledger.unacked).into_iter().enumerate() {
-        let mut tries = 0;
-        loop {
-            let answer = push(&client, &urls[(i + tries) % urls.len()], &id).await;
-            ledger.record(id.clone(), answer);
-            if answer != Answer::Failed {
-                break;
-            }
-            tries += 1;
-            assert!(tries < 50, "push {id} never answered 2xx");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    push_unanswered(&client, &urls, &mut ledger).await;
     pg_settled(&db.url, Duration::from_secs(600)).await;
     for mut p in procs.into_iter().flatten() {
         p.signal(libc::SIGTERM);

@@ -15,26 +15,6 @@ use support::*;
 
 const LONG: Duration = Duration::from_secs(30);
 
-/// A generic SSE source on the simulator's `/stream` (ids, two-line data).
-fn generic_sse(sim: &Sim, idle: &str) -> String {
-    format!(
-        r#"[[source]]
-name = "feed"
-provider = "generic"
-mode = "sse"
-api_key = "{KEY}"
-extract = {{ id = ["json:/id"], type = ["json:/type"], time = ["json:/created_at"] }}
-[source.sse]
-url = "{}/stream"
-auth = {{ header = "Authorization", prefix = "Bearer " }}
-idle_timeout = "{idle}"
-backoff = {{ initial = "50ms", max = "300ms" }}
-
-"#,
-        sim.url()
-    )
-}
-
 /// A LinkUp hosted-mode source on the simulator; `extra` goes into the
 /// source table (e.g. a webhook_id) before the sub-tables.
 fn linkup(
@@ -120,7 +100,11 @@ async fn sse_events_are_stored_and_dispatched_once_across_reconnects() {
     sim.replay_inclusive(true);
     let dir = tempfile::tempdir().unwrap();
     let handler = recording_handler(dir.path(), "rec");
-    let td = TestDaemon::start_in(dir, &format!("{}{handler}", generic_sse(&sim, "10s"))).await;
+    let td = TestDaemon::start_in(
+        dir,
+        &format!("{}{handler}", pull_sim::generic_sse(&sim, "10s")),
+    )
+    .await;
     let dir = td.dir.path().to_path_buf();
     wait_events(&dir, "feed", 3).await;
     sim.drop_streams();
@@ -166,7 +150,7 @@ async fn sse_drop_mid_event_stores_no_half_event_and_resumes() {
             partial: b"id: 4\nevent: message\ndata: {\"id\":\"evt-4\",\"ty".to_vec(),
         },
     ]);
-    let td = TestDaemon::start(&generic_sse(&sim, "10s")).await;
+    let td = TestDaemon::start(&pull_sim::generic_sse(&sim, "10s")).await;
     let dir = td.dir.path().to_path_buf();
     wait_events(&dir, "feed", 4).await;
     let db = td.db();
@@ -262,7 +246,7 @@ async fn sse_keepalive_comments_keep_the_stream_and_silence_reconnects() {
     let sim = Sim::start().await;
     sim.keepalive(Some(Duration::from_millis(100)));
     sim.push(1);
-    let td = TestDaemon::start(&generic_sse(&sim, "600ms")).await;
+    let td = TestDaemon::start(&pull_sim::generic_sse(&sim, "600ms")).await;
     let dir = td.dir.path().to_path_buf();
     wait_events(&dir, "feed", 1).await;
     // Comments for well over twice the idle timeout: still one connection.
@@ -350,7 +334,7 @@ async fn sse_bom_and_crlf_split_across_chunks() {
         chunks,
         then_close: false,
     }]);
-    let td = TestDaemon::start(&generic_sse(&sim, "10s")).await;
+    let td = TestDaemon::start(&pull_sim::generic_sse(&sim, "10s")).await;
     wait_events(td.dir.path(), "feed", 2).await;
     let db = td.db();
     assert_eq!(stored_seqs(&db, "feed"), [1, 2]);

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pull_sim::{KEY, Sim};
+use pull_sim::Sim;
 use support::{Proc, eventually_async, generic_source, post_signed, script};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -254,26 +254,6 @@ async fn a_replica_killed_mid_handler_loses_its_run_to_another() {
     );
 }
 
-/// A generic SSE source on the simulator, as tests/pull.rs has it.
-fn sse_source(sim: &Sim) -> String {
-    format!(
-        r#"[[source]]
-name = "feed"
-provider = "generic"
-mode = "sse"
-api_key = "{KEY}"
-extract = {{ id = ["json:/id"], type = ["json:/type"], time = ["json:/created_at"] }}
-[source.sse]
-url = "{}/stream"
-auth = {{ header = "Authorization", prefix = "Bearer " }}
-idle_timeout = "30s"
-backoff = {{ initial = "50ms", max = "300ms" }}
-
-"#,
-        sim.url()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_source_runs_on_one_replica_and_fails_over() {
     let Some(db) = pg_support::database() else {
@@ -281,7 +261,7 @@ async fn a_pull_source_runs_on_one_replica_and_fails_over() {
     };
     let sim = Sim::start().await;
     let root = tempfile::tempdir().unwrap();
-    let body = sse_source(&sim);
+    let body = pull_sim::generic_sse(&sim, "30s");
     let a = start(&replica_config(root.path(), 1, &body), &db.url);
     let pg = raw(&db.url).await;
     let stored = |n: i64| {

@@ -585,3 +585,23 @@ pub fn stored_seqs(db: &rusqlite::Connection, source: &str) -> Vec<u64> {
         })
         .collect()
 }
+
+/// A generic SSE source on the simulator's `/stream` (ids, two-line data).
+pub fn generic_sse(sim: &Sim, idle: &str) -> String {
+    format!(
+        r#"[[source]]
+name = "feed"
+provider = "generic"
+mode = "sse"
+api_key = "{KEY}"
+extract = {{ id = ["json:/id"], type = ["json:/type"], time = ["json:/created_at"] }}
+[source.sse]
+url = "{}/stream"
+auth = {{ header = "Authorization", prefix = "Bearer " }}
+idle_timeout = "{idle}"
+backoff = {{ initial = "50ms", max = "300ms" }}
+
+"#,
+        sim.url()
+    )
+}
