@@ -275,30 +275,7 @@ pub async fn attempts_for_event(c: &impl GenericClient, event: i64) -> Result<Ve
         )
         .await?;
     let rows = c.query(&stmt, &[&event]).await?;
-    let text = |r: &Row, i: usize| {
-        String::from_utf8_lossy(&r.get::<_, Option<Vec<u8>>>(i).unwrap_or_default()).into_owned()
-    };
-    Ok(rows
-        .iter()
-        .map(|r| AttemptRow {
-            delivery: r.get(0),
-            handler: r.get(1),
-            attempt: r.get::<_, i32>(2) as u32,
-            replay: r.get(3),
-            started_at: timefmt::format_micros(r.get(4)),
-            duration_ms: r.get::<_, i64>(5) as f64 / 1000.0,
-            outcome: r.get(6),
-            exit_code: r.get(7),
-            signal: r.get(8),
-            stdout: text(r, 9),
-            stderr: text(r, 10),
-            stdout_truncated: r.get(11),
-            stderr_truncated: r.get(12),
-            http_status: r
-                .get::<_, Option<i32>>(13)
-                .and_then(|s| u16::try_from(s).ok()),
-        })
-        .collect())
+    Ok(rows.iter().map(super::query::attempt_row).collect())
 }
 
 /// Handlers (of `names`) that have a delivery due at `now`.

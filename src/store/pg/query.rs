@@ -206,8 +206,9 @@ pub async fn attempts_after(
         .collect())
 }
 
-/// An attempt from the first 14 columns of `attempts_after`'s query.
-fn attempt_row(r: &Row) -> AttemptRow {
+/// An attempt from the first 14 columns of `attempts_after`'s query
+/// (and of `deliveries::attempts_for_event`'s, which are the same).
+pub(super) fn attempt_row(r: &Row) -> AttemptRow {
     let text = |i: usize| {
         String::from_utf8_lossy(&r.get::<_, Option<Vec<u8>>>(i).unwrap_or_default()).into_owned()
     };
