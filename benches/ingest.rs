@@ -389,9 +389,12 @@ fn main() {
         end.run_time - warm.run_time,
         end.commit_time - warm.commit_time,
     );
+    let frames = end.wal_frames - warm.wal_frames;
     println!(
-        "  group commit       : {commits} commits for {jobs} writes ({:.1} writes per fsync)",
-        jobs as f64 / commits.max(1) as f64
+        "  group commit       : {commits} commits for {jobs} writes ({:.1} writes per fsync); {:.1} WAL pages per commit, {:.2} per write",
+        jobs as f64 / commits.max(1) as f64,
+        frames as f64 / commits.max(1) as f64,
+        frames as f64 / jobs.max(1) as f64
     );
     // The writer is one thread: when it is busy most of the time, batches
     // (not HTTP) set the pace.

@@ -60,6 +60,19 @@ pub struct Metrics {
     polls: Family<Labels, Counter>,
     pull_lag: Family<Labels, Gauge>,
     pull_connected: Family<Labels, Gauge>,
+    /// The ingest path's per-source series, by source name: every request
+    /// touches three of them, and looking each up in its family builds and
+    /// hashes a label vector.
+    sources: std::sync::RwLock<std::collections::HashMap<String, SourceSeries>>,
+}
+
+/// One source's series of the ingest path (handles onto the families' own).
+#[derive(Clone)]
+struct SourceSeries {
+    received: Counter,
+    accepted: Counter,
+    duplicate: Counter,
+    ack_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -107,6 +120,7 @@ impl Metrics {
             polls: Family::default(),
             pull_lag: Family::default(),
             pull_connected: Family::default(),
+            sources: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -234,21 +248,44 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// Runs `f` on `source`'s series, creating them the first time.
+    fn with_source(&self, source: &str, f: impl FnOnce(&SourceSeries)) {
+        let known = self.sources.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(series) = known.get(source) {
+            return f(series);
+        }
+        drop(known);
+        let labels = src(source);
+        let series = SourceSeries {
+            received: self.received.get_or_create(&labels).clone(),
+            accepted: self.accepted.get_or_create(&labels).clone(),
+            duplicate: self.duplicate.get_or_create(&labels).clone(),
+            ack_latency: self.ack_latency.get_or_create(&labels).clone(),
+        };
+        f(&series);
+        self.sources
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(source.to_string(), series);
+    }
+
     pub fn received(&self, source: &str) {
-        self.received.get_or_create(&src(source)).inc();
+        self.with_source(source, |s| {
+            s.received.inc();
+        });
     }
     pub fn accepted(&self, source: &str, latency_s: f64) {
-        self.accepted.get_or_create(&src(source)).inc();
         self.accepted_all.inc();
-        self.ack_latency
-            .get_or_create(&src(source))
-            .observe(latency_s);
+        self.with_source(source, |s| {
+            s.accepted.inc();
+            s.ack_latency.observe(latency_s);
+        });
     }
     pub fn duplicate(&self, source: &str, latency_s: f64) {
-        self.duplicate.get_or_create(&src(source)).inc();
-        self.ack_latency
-            .get_or_create(&src(source))
-            .observe(latency_s);
+        self.with_source(source, |s| {
+            s.duplicate.inc();
+            s.ack_latency.observe(latency_s);
+        });
     }
     pub fn rejected(&self, source: &str, reason: &str) {
         self.rejected

@@ -214,7 +214,7 @@ impl Backend {
     ) -> Result<Recovered> {
         match self {
             Backend::Sqlite(s) => {
-                s.write(move |c| deliveries::recover_running(c, now, started))
+                s.write(move |c| deliveries::recover_running(c, now, started.as_ref()))
                     .await
             }
             Backend::Postgres(p) => Ok(Recovered {

@@ -43,6 +43,9 @@ pub(super) struct WalWatch {
     wake: SyncSender<()>,
     tail_due: Arc<AtomicBool>,
     threshold_frames: i64,
+    /// WAL frames appended by the writer's commits so far (for the
+    /// benchmark's account of what a commit writes).
+    appended: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Starts the thread; it checkpoints once the WAL holds `threshold` bytes.
@@ -65,6 +68,7 @@ pub(super) fn start(db: &Path, threshold: u64) -> Result<WalWatch, String> {
         wake,
         tail_due,
         threshold_frames: threshold_frames.max(1),
+        appended: Arc::default(),
     })
 }
 
@@ -74,10 +78,28 @@ impl WalWatch {
     /// `wal_autocheckpoint` pragma, which replaces the hook.
     pub fn install(&self, conn: &mut Connection) -> rusqlite::Result<()> {
         let watch = self.clone();
+        // The WAL's size in frames after the previous commit; smaller
+        // after a commit means the WAL was rewound to its start.
+        let before = std::sync::atomic::AtomicI64::new(0);
         conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames| {
-            watch.committed(i64::from(frames));
+            let frames = i64::from(frames);
+            let last = before.swap(frames, Ordering::Relaxed);
+            let added = if frames >= last {
+                frames - last
+            } else {
+                frames
+            };
+            watch
+                .appended
+                .fetch_add(added.unsigned_abs(), Ordering::Relaxed);
+            watch.committed(frames);
             Ok(())
         }))
+    }
+
+    /// WAL frames the writer's commits have appended so far.
+    pub fn appended(&self) -> u64 {
+        self.appended.load(Ordering::Relaxed)
     }
 
     /// Called from the WAL hook: cheap, it runs inside the commit.
@@ -152,6 +174,7 @@ mod tests {
             wake,
             tail_due,
             threshold_frames,
+            appended: Arc::default(),
         };
         (w, woken)
     }

@@ -292,7 +292,7 @@ pub struct Recovered {
 pub fn recover_running(
     conn: &Connection,
     now: i64,
-    started: Option<impl Fn(i64, i64) -> bool>,
+    started: Option<&impl Fn(i64, i64) -> bool>,
 ) -> Result<Recovered> {
     let mut never_started = Vec::new();
     if let Some(started) = started {
@@ -612,7 +612,7 @@ mod tests {
         // The start log says the second one was started too.
         let started = |id, at| (id, at) == (got[1].delivery, got[1].claimed_at);
 
-        let r = recover_running(&c, 3_000, Some(started)).unwrap();
+        let r = recover_running(&c, 3_000, Some(&started)).unwrap();
         assert_eq!(
             r,
             Recovered {
@@ -734,7 +734,7 @@ mod tests {
         let again = claim(&c, "h", 2_500, 1, true).unwrap().remove(0);
         assert_eq!((again.delivery, again.claimed_at), (first.delivery, 2_500));
         let started = |id, at| (id, at) == (first.delivery, first.claimed_at);
-        let r = recover_running(&c, 3_000, Some(started)).unwrap();
+        let r = recover_running(&c, 3_000, Some(&started)).unwrap();
         assert_eq!(
             r,
             Recovered {
@@ -749,7 +749,7 @@ mod tests {
         let (c, _) = db_with_event(&["h"]);
         claim_due(&c, "h", 2_000, 10).unwrap();
         assert_eq!(
-            recover_running(&c, 3_000, Some(|_, _| false))
+            recover_running(&c, 3_000, Some(&|_, _| false))
                 .unwrap()
                 .interrupted,
             1

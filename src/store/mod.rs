@@ -237,11 +237,12 @@ impl Store {
 
     /// Runs `f` inside the next group-committed transaction and returns its
     /// result once the transaction is durable. An `Err` from `f` rolls back
-    /// only `f`'s own changes. Fails at once with `Overloaded` when the
-    /// queue is full.
+    /// only `f`'s own changes. `f` may run more than once (when another
+    /// write of its batch fails, see the writer), so it must only touch
+    /// the database. Fails at once with `Overloaded` when the queue is full.
     pub async fn write<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        F: Fn(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         self.inner.writer.submit(Duration::ZERO, f).await
@@ -252,7 +253,7 @@ impl Store {
     /// up to a millisecond so that several share one commit and its fsync.
     pub async fn write_lazy<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        F: Fn(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         self.inner.writer.submit(LINGER, f).await
@@ -265,7 +266,7 @@ impl Store {
     /// (`try_recv` to look, `blocking_recv` to wait).
     pub fn send_patient<R, F>(&self, f: F) -> Result<Pending<R>>
     where
-        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        F: Fn(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         self.inner.writer.enqueue(PATIENT, f)
@@ -281,7 +282,7 @@ impl Store {
     /// Like [`Store::write`], waiting on the calling (blocking) thread.
     pub fn write_blocking<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        F: Fn(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         self.inner
@@ -309,7 +310,7 @@ impl Store {
     /// Runs `f` on a read connection on the blocking pool.
     pub async fn read<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        F: Fn(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let store = self.clone();
@@ -423,6 +424,80 @@ mod tests {
         assert_eq!(n, 1);
     }
 
+    /// Jobs of one batch run bare; when one fails, the batch is run again
+    /// job by job, so the others' changes count once and the failed job's
+    /// not at all.
+    #[tokio::test]
+    async fn a_failing_job_in_a_batch_runs_the_others_again_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store
+            .write(|c| Ok(c.execute_batch("CREATE TABLE n (k TEXT PRIMARY KEY, v INTEGER)")?))
+            .await
+            .unwrap();
+        // The first job holds the writer until the others are queued, so
+        // they are taken as one batch.
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let wait = std::sync::Mutex::new(wait);
+        let s = store.clone();
+        let gate = tokio::spawn(async move {
+            s.write(move |_| {
+                let _ = wait.lock().unwrap().recv();
+                Ok(())
+            })
+            .await
+        });
+        let taken = store.stats().jobs + 1;
+        while store.stats().jobs < taken {
+            tokio::task::yield_now().await;
+        }
+        let bump = |k: &'static str| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.write(move |c| {
+                    c.execute(
+                        "INSERT INTO n VALUES (?1, 1) ON CONFLICT (k) DO UPDATE SET v = v + 1",
+                        [k],
+                    )?;
+                    Ok(())
+                })
+                .await
+            })
+        };
+        let before = bump("before");
+        let s = store.clone();
+        let bad = tokio::spawn(async move {
+            s.write(|c| {
+                c.execute("INSERT INTO n VALUES ('bad', 1)", [])?;
+                Err::<(), _>(StoreError::Failed("no".into()))
+            })
+            .await
+        });
+        let after = bump("after");
+        while store.stats().queued < 3 {
+            tokio::task::yield_now().await;
+        }
+        go.send(()).unwrap();
+        let (g, b, x, a) = (
+            gate.await.unwrap(),
+            before.await.unwrap(),
+            bad.await.unwrap(),
+            after.await.unwrap(),
+        );
+        assert!(g.is_ok() && b.is_ok() && a.is_ok(), "{g:?} {b:?} {a:?}");
+        assert!(matches!(x, Err(StoreError::Failed(_))), "{x:?}");
+        assert_eq!(store.stats().reruns, 1, "the batch was run again");
+        let rows: Vec<(String, i64)> = store
+            .read(|c| {
+                let mut s = c.prepare("SELECT k, v FROM n ORDER BY k")?;
+                let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, [("after".into(), 1), ("before".into(), 1)]);
+    }
+
     /// A store that checkpoints from `checkpoint_at` bytes of WAL, with a
     /// `blobs` table to fill it, and a way to read the WAL's size.
     async fn blob_store(dir: &Path, checkpoint_at: u64) -> (Store, impl Fn() -> u64) {
@@ -456,7 +531,7 @@ mod tests {
                 for _ in 0..total / blob.len() / 8 {
                     let b = blob.clone();
                     store
-                        .write(move |c| Ok(c.execute("INSERT INTO blobs VALUES (?1)", [b])?))
+                        .write(move |c| Ok(c.execute("INSERT INTO blobs VALUES (?1)", [&b])?))
                         .await
                         .unwrap();
                 }

@@ -1,11 +1,21 @@
 //! The single writer thread and its group commit.
 //!
 //! Jobs arrive on a bounded queue (`job_queue`). The thread takes one, then
-//! every job already waiting (up to `max_batch`), runs each inside its own
-//! savepoint of one `BEGIN IMMEDIATE … COMMIT`, and only after the commit
-//! returns tells each caller its result. So N concurrent pushes cost one
-//! fsync, and nobody hears "ok" for a change that is not on disk. If the
-//! commit fails, every job of the batch hears the error.
+//! every job already waiting (up to `max_batch`), runs them all in one
+//! `BEGIN IMMEDIATE … COMMIT`, and only after the commit returns tells each
+//! caller its result. So N concurrent pushes cost one fsync, and nobody
+//! hears "ok" for a change that is not on disk. If the commit fails, every
+//! job of the batch hears the error.
+//!
+//! A job that fails must undo only its own changes. Running each job in its
+//! own savepoint would guarantee that, but the savepoint's journal copies
+//! every page the job touches: a third of the writer's work per event. So
+//! jobs run bare, and are required to be `Fn`: when one fails, the batch's
+//! transaction is rolled back, begun again, and every job runs again in its
+//! own savepoint.
+//! Failures are rare (a constraint a caller broke, a full disk); the common
+//! batch pays nothing for them. A job's closure must therefore touch only
+//! the database: it may run twice, and only the last run's result counts.
 //!
 //! Before each batch the writer checks that the database file it has open
 //! is still the one at its path: if the state directory was removed or
@@ -24,9 +34,16 @@ use super::checkpoint::WalWatch;
 use super::job_queue::{JobQueue, Refused};
 use super::{StoreError, StoreOptions};
 
-/// A unit of work: run against the open transaction, then hear the commit.
+/// A unit of work: run against the open transaction (once, or again after
+/// a rollback), then hear the commit.
 trait Job: Send {
-    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Deliver>;
+    /// Runs the job bare; false when it failed (its result is kept).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Runs the job in its own savepoint, so that a failure undoes only its
+    /// own changes.
+    fn run_guarded(&mut self, conn: &Connection);
+    /// The result of the last run, to be delivered once the commit is known.
+    fn hold(self: Box<Self>) -> Box<dyn Deliver>;
     fn abort(self: Box<Self>, err: StoreError);
 }
 
@@ -37,6 +54,7 @@ trait Deliver: Send {
 
 struct ClosureJob<F, R> {
     f: F,
+    result: Option<Result<R, StoreError>>,
     reply: oneshot::Sender<Result<R, StoreError>>,
 }
 
@@ -47,11 +65,22 @@ struct Held<R> {
 
 impl<F, R> Job for ClosureJob<F, R>
 where
-    F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    F: Fn(&Connection) -> Result<R, StoreError> + Send + 'static,
     R: Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Deliver> {
-        let result = in_savepoint(conn, self.f);
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = (self.f)(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+    fn run_guarded(&mut self, conn: &Connection) {
+        self.result = Some(in_savepoint(conn, &self.f));
+    }
+    fn hold(self: Box<Self>) -> Box<dyn Deliver> {
+        let result = self
+            .result
+            .unwrap_or_else(|| Err(StoreError::Failed("the write was not run".into())));
         Box::new(Held {
             result,
             reply: self.reply,
@@ -75,7 +104,7 @@ impl<R: Send> Deliver for Held<R> {
 /// Runs `f` so that its failure undoes only its own changes.
 fn in_savepoint<R>(
     conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    f: impl Fn(&Connection) -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
     conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     match f(conn) {
@@ -97,6 +126,11 @@ pub struct WriterStats {
     pub jobs: u64,
     pub failed_commits: u64,
     pub queued: u64,
+    /// Batches run again job by job, each in its savepoint, because one of
+    /// their jobs failed.
+    pub reruns: u64,
+    /// WAL frames (pages) the commits wrote.
+    pub wal_frames: u64,
     /// Time spent running the jobs of batches, inside their transactions.
     pub run_time: Duration,
     /// Time spent in `COMMIT`: writing the WAL and waiting for its fsync.
@@ -109,6 +143,7 @@ struct Counters {
     jobs: AtomicU64,
     failed_commits: AtomicU64,
     queued: AtomicU64,
+    reruns: AtomicU64,
     run_nanos: AtomicU64,
     commit_nanos: AtomicU64,
 }
@@ -131,6 +166,7 @@ type Jobs = JobQueue<Box<dyn Job>>;
 pub(super) struct Writer {
     queue: Arc<Jobs>,
     counters: Arc<Counters>,
+    wal: WalWatch,
 }
 
 impl Drop for Writer {
@@ -163,18 +199,22 @@ impl Writer {
             .ok_or_else(|| format!("cannot stat the database {}", path.display()))?;
         let queue = Arc::new(JobQueue::new(opts.queue));
         let counters = Arc::new(Counters::default());
-        let (q, c) = (queue.clone(), counters.clone());
+        let (q, c, w) = (queue.clone(), counters.clone(), wal.clone());
         let max_batch = opts.max_batch.max(1);
         std::thread::Builder::new()
             .name("hookd-writer".into())
-            .spawn(move || run(conn, path, identity, &q, max_batch, c, &wal))
+            .spawn(move || run(conn, path, identity, &q, max_batch, c, &w))
             .map_err(|e| format!("cannot start the writer thread: {e}"))?;
-        Ok(Writer { queue, counters })
+        Ok(Writer {
+            queue,
+            counters,
+            wal,
+        })
     }
 
     pub async fn submit<R, F>(&self, patience: Duration, f: F) -> Result<R, StoreError>
     where
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        F: Fn(&Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
         self.enqueue(patience, f)?
@@ -185,13 +225,17 @@ impl Writer {
     /// Queues `f` and returns where its result will arrive, without waiting.
     pub fn enqueue<R, F>(&self, patience: Duration, f: F) -> Result<Pending<R>, StoreError>
     where
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        F: Fn(&Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         // Counted first: the writer may take the job before push returns.
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        let job = Box::new(ClosureJob { f, reply });
+        let job = Box::new(ClosureJob {
+            f,
+            result: None,
+            reply,
+        });
         self.queue.push(job, patience).map(|_| rx).map_err(|e| {
             self.counters.queued.fetch_sub(1, Ordering::Relaxed);
             match e {
@@ -213,6 +257,8 @@ impl Writer {
             jobs: c.jobs.load(Ordering::Relaxed),
             failed_commits: c.failed_commits.load(Ordering::Relaxed),
             queued: c.queued.load(Ordering::Relaxed),
+            reruns: c.reruns.load(Ordering::Relaxed),
+            wal_frames: self.wal.appended(),
             run_time: Duration::from_nanos(c.run_nanos.load(Ordering::Relaxed)),
             commit_time: Duration::from_nanos(c.commit_nanos.load(Ordering::Relaxed)),
         }
@@ -258,16 +304,11 @@ fn run(
             continue;
         }
         let began = Instant::now();
-        let mut held: Vec<Box<dyn Deliver>> = Vec::with_capacity(batch.len());
         let mut jobs = batch.into_iter();
-        // SQLite rolls the whole transaction back by itself on some errors
-        // (full disk, I/O). Then the open transaction is gone: a later
-        // savepoint would start and commit on its own, and earlier jobs'
-        // changes would be lost while they report success. Stop there.
-        while !conn.is_autocommit() {
-            let Some(job) = jobs.next() else { break };
-            held.push(job.run(&conn));
-        }
+        let held: Vec<Box<dyn Deliver>> = run_batch(&conn, &mut jobs, &counters)
+            .into_iter()
+            .map(|j| j.hold())
+            .collect();
         let ran = Counters::time(&counters.run_nanos, began);
         let rolled_back =
             StoreError::Unavailable("the transaction was rolled back by SQLite".into());
@@ -290,4 +331,61 @@ fn run(
         }
         wal.finish_tail(&conn);
     }
+}
+
+/// Runs jobs from `jobs` in the open transaction until they are all run or
+/// the transaction is gone; returns the jobs run.
+///
+/// Jobs run bare; if one fails, the whole transaction is rolled back and
+/// begun again, and every job run so far runs again in its own savepoint,
+/// and so do the rest of the batch. (A savepoint around the bare batch
+/// would save the rollback of the others, but journals every page the
+/// batch touches, on every batch: a tenth of the writer's work.)
+fn run_batch(
+    conn: &Connection,
+    jobs: &mut impl Iterator<Item = Box<dyn Job>>,
+    counters: &Counters,
+) -> Vec<Box<dyn Job>> {
+    let mut ran: Vec<Box<dyn Job>> = Vec::new();
+    // SQLite rolls the whole transaction back by itself on some errors
+    // (full disk, I/O). Then the open transaction is gone: a later
+    // statement would start and commit on its own, and earlier jobs'
+    // changes would be lost while they report success. Stop there.
+    while !conn.is_autocommit() {
+        let Some(mut job) = jobs.next() else { break };
+        let ok = job.run(conn);
+        ran.push(job);
+        if !ok {
+            if conn.is_autocommit() || conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE").is_err() {
+                // The transaction is gone: the commit fails, and every job
+                // run so far hears that instead of its result.
+                return ran;
+            }
+            counters.reruns.fetch_add(1, Ordering::Relaxed);
+            return guarded(conn, ran, jobs);
+        }
+    }
+    ran
+}
+
+/// Runs `again` (jobs whose earlier run was rolled back) and then `rest`,
+/// each in its own savepoint, while the transaction is open.
+fn guarded(
+    conn: &Connection,
+    again: Vec<Box<dyn Job>>,
+    rest: &mut impl Iterator<Item = Box<dyn Job>>,
+) -> Vec<Box<dyn Job>> {
+    let mut ran = Vec::with_capacity(again.len());
+    for mut job in again.into_iter().chain(rest.by_ref()) {
+        // A job not run again keeps its rolled-back result, but the commit
+        // fails then (the transaction is gone), and that is what it hears.
+        if !conn.is_autocommit() {
+            job.run_guarded(conn);
+        }
+        ran.push(job);
+        if conn.is_autocommit() {
+            break;
+        }
+    }
+    ran
 }
