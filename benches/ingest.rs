@@ -7,7 +7,7 @@
 //! path: HMAC verification, extraction, SQLite with `synchronous=FULL` and
 //! group commit. The bare endpoint only reads the body and answers 200.
 //! Reported: requests/s of each, and hookd as a fraction of the baseline;
-//! then what bounds hookd: writes per commit, the writer's time per commit
+//! then what bounds hookd: writes and WAL pages per commit, the writer's time per commit
 //! (running the writes, and `COMMIT` with its fsync) and how busy it was,
 //! and the disk's own fdatasync time for one commit's worth of frames; and
 //! the CPU each side spent per answered request, by thread (hookd's

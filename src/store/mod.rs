@@ -180,8 +180,8 @@ pub fn connect(path: &Path, read_only: bool) -> Result<Connection> {
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        // Each writer job runs in a savepoint; its statement journal stays in
-        // memory instead of a temporary file written for every job.
+        // Statement journals (and the savepoints of a batch run again after
+        // a failed write) stay in memory instead of temporary files.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
     }
     Ok(conn)
