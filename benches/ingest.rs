@@ -280,11 +280,11 @@ fn open_mode(url: &str, bare_url: &str, secs: u64) {
     );
     println!("  rate/s     hookd p50     p99   p99.9            |  bare p50     p99   p99.9");
     let mut rates = open_rates();
-    // The first step after the closed-loop warm-up had a p99 of 50-60 ms at
+    // The first open-loop step at a high rate had a p99 of 24-125 ms at
     // 20k/s where the same rate right after stayed under 10 (a step at 2k/s
-    // first: no such tail later). The cause is not isolated (checkpointing
-    // the burst's WAL is a candidate); it is not the rate's own tail, so
-    // that step is shown on its own row and not counted.
+    // first: no such tail later), even after 8 s idle. The cause is not
+    // isolated; it is not the rate's own tail, so that step is shown on its
+    // own row and not counted.
     let settle = open_loop(url.to_string(), rates[0], secs, "settle");
     println!(
         "  {:>6}  {}  | (after the warm-up burst, not counted)",
