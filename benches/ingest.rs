@@ -287,7 +287,7 @@ fn open_mode(url: &str, bare_url: &str, secs: u64) {
     // own row and not counted.
     let settle = open_loop(url.to_string(), rates[0], secs, "settle");
     println!(
-        "  {:>6}  {}  | (after the warm-up burst, not counted)",
+        "  {:>6}  {}  | (first step, not counted)",
         rates[0],
         settle.line()
     );

@@ -310,7 +310,7 @@ impl Store {
     /// Runs `f` on a read connection on the blocking pool.
     pub async fn read<R, F>(&self, f: F) -> Result<R>
     where
-        F: Fn(&Connection) -> Result<R> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let store = self.clone();

@@ -305,14 +305,12 @@ fn run(
         }
         let began = Instant::now();
         let mut jobs = batch.into_iter();
-        let held: Vec<Box<dyn Deliver>> = run_batch(&conn, &mut jobs, &counters)
-            .into_iter()
-            .map(|j| j.hold())
-            .collect();
+        let (ran, committable) = run_batch(&conn, &mut jobs, &counters);
+        let held: Vec<Box<dyn Deliver>> = ran.into_iter().map(|j| j.hold()).collect();
         let ran = Counters::time(&counters.run_nanos, began);
         let rolled_back =
             StoreError::Unavailable("the transaction was rolled back by SQLite".into());
-        let commit = if conn.is_autocommit() {
+        let commit = if conn.is_autocommit() || !committable {
             jobs.for_each(|j| j.abort(rolled_back.clone()));
             Err(rolled_back)
         } else {
@@ -334,7 +332,9 @@ fn run(
 }
 
 /// Runs jobs from `jobs` in the open transaction until they are all run or
-/// the transaction is gone; returns the jobs run.
+/// the transaction is gone; returns the jobs run, and false when the
+/// transaction must not be committed (a failed job's changes could not be
+/// rolled back).
 ///
 /// Jobs run bare; if one fails, the whole transaction is rolled back and
 /// begun again, and every job run so far runs again in its own savepoint,
@@ -345,7 +345,7 @@ fn run_batch(
     conn: &Connection,
     jobs: &mut impl Iterator<Item = Box<dyn Job>>,
     counters: &Counters,
-) -> Vec<Box<dyn Job>> {
+) -> (Vec<Box<dyn Job>>, bool) {
     let mut ran: Vec<Box<dyn Job>> = Vec::new();
     // SQLite rolls the whole transaction back by itself on some errors
     // (full disk, I/O). Then the open transaction is gone: a later
@@ -357,15 +357,16 @@ fn run_batch(
         ran.push(job);
         if !ok {
             if conn.is_autocommit() || conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE").is_err() {
-                // The transaction is gone: the commit fails, and every job
-                // run so far hears that instead of its result.
-                return ran;
+                // The transaction is gone, or still holds the failed job's
+                // changes: it is not committed, and every job run so far
+                // hears that instead of its result.
+                return (ran, false);
             }
             counters.reruns.fetch_add(1, Ordering::Relaxed);
-            return guarded(conn, ran, jobs);
+            return (guarded(conn, ran, jobs), true);
         }
     }
-    ran
+    (ran, true)
 }
 
 /// Runs `again` (jobs whose earlier run was rolled back) and then `rest`,
